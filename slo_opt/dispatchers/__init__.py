@@ -1,0 +1,1 @@
+"""Edge-cloud dispatchers (site choice per request)."""

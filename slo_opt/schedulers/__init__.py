@@ -1,0 +1,28 @@
+"""Online schedulers: the table of contents (one import line per policy file)."""
+
+from slo_opt.schedulers import fcfs, orca, sarathi, vllm
+from slo_opt.schedulers.base import (
+    SCHEDULERS,
+    EngineView,
+    Scheduler,
+    StepPlan,
+    admit,
+    make,
+    register,
+    scheduler_params,
+)
+
+__all__ = [
+    "SCHEDULERS",
+    "EngineView",
+    "Scheduler",
+    "StepPlan",
+    "admit",
+    "fcfs",
+    "make",
+    "orca",
+    "register",
+    "sarathi",
+    "scheduler_params",
+    "vllm",
+]

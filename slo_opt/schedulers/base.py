@@ -1,0 +1,253 @@
+"""The scheduler contract: a read-only :class:`EngineView` in, a :class:`StepPlan` out.
+
+The per-iteration decision follows vLLM: a mapping from request to tokens, plus optional
+evictions (recompute or swap) and explicit rejections. The simulator owns all state and checks
+every plan before applying it.
+
+Adding a policy is one file: a dataclass whose fields are its hyper-parameters, decorated with
+:func:`register`, and one import line in ``slo_opt/schedulers/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from slo_opt.engine import EngineModel
+from slo_opt.request import Workload
+
+__all__ = [
+    "SCHEDULERS",
+    "EngineView",
+    "Scheduler",
+    "StepPlan",
+    "admit",
+    "make",
+    "register",
+    "scheduler_params",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class EngineView:
+    """What a scheduler may see at the start of one iteration (read-only).
+
+    Attributes
+    ----------
+    now_s : float
+        Start time of the iteration being planned.
+    step : int
+        Index of the iteration being planned.
+    engine : EngineModel
+        The engine model (policies may query ``step_time_s`` to predict).
+    workload : Workload
+        All requests (including future ones: a policy must only use ``arrived`` ids).
+    waiting : numpy.ndarray
+        Arrived requests without resident KV (never started or preempted by recompute),
+        in arrival order.
+    running : numpy.ndarray
+        Requests with resident KV, in admission order.
+    swapped : numpy.ndarray
+        Requests whose KV is in host memory, in swap-out order.
+    num_computed : numpy.ndarray
+        Per request, tokens with computed KV (vLLM's ``num_computed_tokens``).
+    num_generated : numpy.ndarray
+        Per request, output tokens emitted so far.
+    kv_free_blocks : int
+        Free KV blocks.
+    first_scheduled_s : numpy.ndarray
+        Per request, start time of the first step that computed tokens for it (NaN if none).
+    """
+
+    now_s: float
+    step: int
+    engine: EngineModel
+    workload: Workload
+    waiting: np.ndarray
+    running: np.ndarray
+    swapped: np.ndarray
+    num_computed: np.ndarray
+    num_generated: np.ndarray
+    kv_free_blocks: int
+    first_scheduled_s: np.ndarray
+    next_arrival_s: float = math.inf
+
+    @property
+    def kv_block_tokens(self) -> int:
+        """Block size of the paged KV cache."""
+        return int(self.engine.kv_block_tokens)
+
+    @property
+    def kv_free_tokens(self) -> int:
+        """Free KV capacity in tokens."""
+        return self.kv_free_blocks * self.kv_block_tokens
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """The engine's hard cap on tokens per iteration."""
+        return int(self.engine.max_batch_tokens)
+
+    def next_tokens(self, rid: int) -> int:
+        """Tokens ``rid`` must compute to emit its next output token.
+
+        The rest of the prompt while prefilling (plus recomputation of generated tokens after a
+        recompute preemption), else 1 (one decode token).
+        """
+        w = self.workload
+        return int(w.prompt_tokens[rid] + self.num_generated[rid] - self.num_computed[rid])
+
+    def blocks_for(self, rid: int, tokens: int) -> int:
+        """Extra KV blocks ``rid`` needs to compute ``tokens`` more tokens."""
+        b = self.kv_block_tokens
+        c = int(self.num_computed[rid])
+        return -(-(c + tokens) // b) - (-(-c // b))
+
+    def blocks_held(self, rid: int) -> int:
+        """KV blocks ``rid`` holds (or would bring back on swap-in)."""
+        b = self.kv_block_tokens
+        return -(-int(self.num_computed[rid]) // b)
+
+    def remaining_output(self, rid: int) -> int:
+        """Output tokens still to generate (oracle knowledge: only oracle policies may use it)."""
+        return int(self.workload.output_tokens[rid] - self.num_generated[rid])
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One iteration's decision.
+
+    Parameters
+    ----------
+    tokens : Mapping[int, int]
+        Tokens to compute per request (``1 <= tokens <= next_tokens``). A swapped request listed
+        here is swapped in first (transfer time added to the step).
+    preempt : frozenset[int]
+        Running requests evicted by recompute (KV dropped) at the start of the step.
+    swap_out : frozenset[int]
+        Running requests whose KV moves to host memory at the start of the step.
+    reject : frozenset[int]
+        Waiting requests the policy can never serve; reported as rejected.
+    wait_until_s : float or None
+        With an empty ``tokens``: stay idle until this time (or the next arrival, if earlier).
+    repeat_until_s : float
+        Fast-forward promise: for a pure-decode plan, the policy would return the same plan at
+        every following step until an arrival, a completion, a KV-block shortage, or this time.
+        ``-inf`` (default) makes no promise.
+    """
+
+    tokens: Mapping[int, int]
+    preempt: frozenset[int] = frozenset()
+    swap_out: frozenset[int] = frozenset()
+    reject: frozenset[int] = frozenset()
+    wait_until_s: float | None = None
+    repeat_until_s: float = -math.inf
+
+    @classmethod
+    def idle(cls, wait_until_s: float | None = None) -> StepPlan:
+        """A plan that computes nothing."""
+        return cls({}, wait_until_s=wait_until_s)
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """An online policy. Dataclass fields are its hyper-parameters."""
+
+    name: ClassVar[str]
+
+    def reset(self) -> None:
+        """Clear per-run state (queues, counters) before a simulation."""
+        ...
+
+    def plan(self, view: EngineView) -> StepPlan:
+        """Decide the next iteration."""
+        ...
+
+
+SCHEDULERS: dict[str, type] = {}
+S = TypeVar("S", bound=type)
+
+
+def register(cls: S) -> S:
+    """Class decorator adding a scheduler to :data:`SCHEDULERS` under ``cls.name``."""
+    name = cls.name  # type: ignore[attr-defined]
+    if name in SCHEDULERS and SCHEDULERS[name] is not cls:
+        raise ValueError(f"scheduler name {name!r} already registered")
+    SCHEDULERS[name] = cls
+    return cls
+
+
+def scheduler_params(name_or_cls: str | type) -> dict[str, Any]:
+    """Hyper-parameters of a scheduler and their defaults."""
+    cls = SCHEDULERS[name_or_cls] if isinstance(name_or_cls, str) else name_or_cls
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out
+
+
+def make(name: str, **params: Any) -> Any:
+    """Instantiate a registered scheduler; unknown names or parameters list the valid ones."""
+    try:
+        cls = SCHEDULERS[name]
+    except KeyError:
+        raise ValueError(f"unknown scheduler {name!r}; known: {sorted(SCHEDULERS)}") from None
+    valid = scheduler_params(cls)
+    bad = sorted(set(params) - set(valid))
+    if bad:
+        raise ValueError(
+            f"unknown parameter(s) {bad} for scheduler {name!r}; valid: {sorted(valid)}"
+        )
+    return cls(**params)
+
+
+def admit(
+    view: EngineView,
+    plan: dict[int, int],
+    order: Iterable[int],
+    *,
+    token_budget: int,
+    max_seqs: int,
+    free_blocks: int,
+    chunked: bool = True,
+    reserve_blocks: Mapping[int, int] | None = None,
+) -> tuple[int, int]:
+    """Greedily add waiting requests in ``order`` to ``plan`` (modified in place).
+
+    A request is admitted while the batch has fewer than ``max_seqs`` sequences, the token
+    budget is positive and its KV blocks fit; with ``chunked=False`` its whole remaining prompt
+    must fit in the budget. ``reserve_blocks`` (Orca) charges a reservation instead of the
+    blocks of this step. Stops at the first request that does not fit (FCFS head-of-line
+    semantics, as vLLM).
+
+    Returns
+    -------
+    (token_budget, free_blocks)
+        What is left after admission.
+    """
+    for rid in order:
+        rid = int(rid)
+        if len(plan) >= max_seqs or token_budget <= 0:
+            break
+        need_tokens = view.next_tokens(rid)
+        n = min(need_tokens, token_budget)
+        if not chunked and n < need_tokens:
+            break
+        blocks = reserve_blocks[rid] if reserve_blocks is not None else view.blocks_for(rid, n)
+        if blocks > free_blocks:
+            break
+        plan[rid] = n
+        token_budget -= n
+        free_blocks -= blocks
+    return token_budget, free_blocks

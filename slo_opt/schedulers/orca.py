@@ -1,0 +1,91 @@
+"""Orca: iteration-level FCFS batching with worst-case KV reservation (no preemption)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from slo_opt.schedulers.base import EngineView, StepPlan, admit, register
+from slo_opt.schedulers.vllm import is_pure_decode
+
+__all__ = ["Orca"]
+
+
+@register
+@dataclass
+class Orca:
+    """Orca's scheduler (OSDI'22, Algorithm 1).
+
+    Every iteration all running requests advance (whole prompts, no chunking); waiting requests
+    join FCFS while the batch has fewer than ``max_batch_seqs`` sequences, the token cap holds,
+    and the KV reservation ``prompt + max_tokens`` of every admitted request fits the capacity.
+    Because memory is reserved for the worst case, nothing is ever preempted.
+
+    Parameters
+    ----------
+    max_batch_seqs : int
+        Orca's ``max_bs``.
+    max_tokens : int or None
+        Output tokens reserved per request. ``None`` reserves each request's true output length
+        (an oracle of the generation limit); a number reserves ``max(max_tokens, output)`` so
+        that no request is truncated.
+    max_batch_tokens : int or None
+        Token cap per iteration (``None``: the engine's).
+
+    Notes
+    -----
+    Selective batching is an engine property, captured by the engine model's step time. Orca
+    scans the queue in arrival order and stops at the first request that does not fit (as the
+    paper's Algorithm 1). Requests whose prompt exceeds the token cap are rejected.
+
+    References
+    ----------
+    .. [1] G.-I. Yu et al., "Orca: A Distributed Serving System for Transformer-Based
+       Generative Models", OSDI 2022.
+    """
+
+    name: ClassVar[str] = "orca"
+    max_batch_seqs: int = 256
+    max_tokens: int | None = None
+    max_batch_tokens: int | None = None
+
+    def reset(self) -> None:
+        """Stateless."""
+
+    def _reserve(self, view: EngineView, r: int) -> int:
+        w = view.workload
+        out = int(w.output_tokens[r])
+        if self.max_tokens is not None:
+            out = max(out, self.max_tokens)
+        return -(-(int(w.prompt_tokens[r]) + out - 1) // view.kv_block_tokens)
+
+    def plan(self, view: EngineView) -> StepPlan:
+        """Advance every running request; admit FCFS under the reservation."""
+        budget = view.max_batch_tokens if self.max_batch_tokens is None else min(
+            self.max_batch_tokens, view.max_batch_tokens)
+        plan: dict[int, int] = {}
+        reserved = 0
+        for r in view.running:
+            r = int(r)
+            reserved += self._reserve(view, r)
+            n = view.next_tokens(r)
+            if n > budget:
+                break
+            plan[r] = n
+            budget -= n
+        cap = view.engine.kv_capacity_tokens // view.kv_block_tokens
+        reject = set()
+        order = []
+        for r in view.waiting:
+            r = int(r)
+            if self._reserve(view, r) > cap or view.next_tokens(r) > (
+                    view.max_batch_tokens if self.max_batch_tokens is None else self.max_batch_tokens):
+                reject.add(r)
+            else:
+                order.append(r)
+        reserve = {r: self._reserve(view, r) for r in order}
+        admit(view, plan, order, token_budget=budget, max_seqs=self.max_batch_seqs,
+              free_blocks=cap - reserved, chunked=False, reserve_blocks=reserve)
+        repeat = math.inf if not reject and is_pure_decode(view, plan) else -math.inf
+        return StepPlan(plan, reject=frozenset(reject), repeat_until_s=repeat)

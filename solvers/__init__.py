@@ -1,0 +1,1 @@
+"""Offline formulations and solver back-ends. Imported as ``slo_opt.solvers``."""
