@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,14 @@ class SlotEngine:
     def step_time_s(self, batch: BatchShape) -> float:
         """Always ``step_s``."""
         return self.step_s
+
+    def slot_of(self, t_s: float) -> int:
+        """Index of the first slot starting at or after ``t_s`` (1e-9 relative float tolerance)."""
+        return max(0, math.ceil(t_s / self.step_s - 1e-9))
+
+    def align_start_s(self, t_s: float) -> float:
+        """Start of the first slot at or after ``t_s``: iterations run on the slot grid."""
+        return self.slot_of(t_s) * self.step_s
 
     def decode_step_times_s(self, decode_seqs: int, decode_context_tokens: int, num_steps: int) -> np.ndarray:
         """Vectorised pure-decode step times (all equal to ``step_s``)."""

@@ -14,6 +14,7 @@ step times. The result is identical to stepping one iteration at a time (tested)
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from slo_opt.request import Workload
 from slo_opt.schedule import AllocTable, EventKind, EventTable, Schedule, StepTable
 from slo_opt.schedulers.base import EngineView, StepPlan
 
-__all__ = ["ARRIVAL_EPS_S", "InvalidPlan", "SchedulerStalled", "replay", "simulate"]
+__all__ = ["ARRIVAL_EPS_S", "InvalidPlan", "SchedulerStalled", "Simulation", "replay", "simulate"]
 
 #: Arrivals up to this far after a step's start are visible to that step (float tolerance).
 ARRIVAL_EPS_S = 1e-9
@@ -71,7 +72,8 @@ class _Sim:
     """Mutable state of one run (private; the public API is :func:`simulate`)."""
 
     def __init__(self, workload: Workload, engine: EngineModel, scheduler: Any,
-                 fast_forward: bool, max_steps: int | None, progress: bool) -> None:
+                 fast_forward: bool, max_steps: int | None, progress: bool,
+                 online: bool = False) -> None:
         self.w = workload
         self.e = engine
         self.s = scheduler
@@ -90,6 +92,8 @@ class _Sim:
         self.first_token_step = np.full(n, -1, np.int64)
         self.finish_step = np.full(n, -1, np.int64)
         self.first_scheduled_s = np.full(n, np.nan)
+        self.first_token_time_s = np.full(n, np.nan)
+        self.finish_time_s = np.full(n, np.nan)
         self.held = np.zeros(n, np.int64)  # resident KV blocks
         self.b = int(engine.kv_block_tokens)
         self.cap_blocks = int(engine.kv_capacity_tokens) // self.b
@@ -98,6 +102,10 @@ class _Sim:
         self.running: list[int] = []
         self.swapped: list[int] = []
         self.next_arrival = 0
+        self.online = online
+        self.pending: list[tuple[float, int]] = []  # online: heap of (release_s, rid)
+        self.num_pushed = 0
+        self.pushed: set[int] = set()
         self.num_closed = 0  # done + rejected
         self.now = 0.0
         self.step = 0
@@ -122,21 +130,46 @@ class _Sim:
     def fail(self, reason: str) -> None:
         raise InvalidPlan(self.sname, self.step, reason)
 
+    def next_arrival_s(self) -> float:
+        """Release time of the next request not yet visible (inf if none)."""
+        if self.online:
+            return self.pending[0][0] if self.pending else math.inf
+        return float(self.arr[self.next_arrival]) if self.next_arrival < self.n else math.inf
+
     def admit_arrivals(self) -> None:
         horizon = self.now + ARRIVAL_EPS_S
-        while self.next_arrival < self.n and self.arr[self.next_arrival] <= horizon:
-            rid = self.next_arrival
-            self.next_arrival += 1
+        while True:
+            if self.online:
+                if not self.pending or self.pending[0][0] > horizon:
+                    return
+                rid = heapq.heappop(self.pending)[1]
+            else:
+                if self.next_arrival >= self.n or self.arr[self.next_arrival] > horizon:
+                    return
+                rid = self.next_arrival
+                self.next_arrival += 1
             peak = int(self.P[rid] + self.O[rid] - 1)
             if _blocks(peak, self.b) > self.cap_blocks:
                 self.state[rid] = _REJECTED
                 self.num_closed += 1
             else:
                 self.state[rid] = _WAITING
-                self.waiting.append(rid)  # ids arrive in increasing order
+                bisect.insort(self.waiting, rid)
+
+    def push(self, rid: int, release_s: float) -> None:
+        """Online mode: request ``rid`` reaches this engine at ``release_s`` (>= its arrival)."""
+        if not self.online:
+            raise RuntimeError("push() needs online=True")
+        if not (0 <= rid < self.n) or self.state[rid] != _NOT_ARRIVED or rid in self.pushed:
+            raise ValueError(f"request {rid} cannot be pushed twice or is unknown")
+        if release_s < self.arr[rid] - ARRIVAL_EPS_S:
+            raise ValueError(f"request {rid}: release {release_s} before its arrival {self.arr[rid]}")
+        self.pushed.add(rid)
+        self.num_pushed += 1
+        heapq.heappush(self.pending, (float(release_s), int(rid)))
 
     def view(self) -> EngineView:
-        na = float(self.arr[self.next_arrival]) if self.next_arrival < self.n else math.inf
+        na = self.next_arrival_s()
         return EngineView(
             now_s=self.now,
             step=self.step,
@@ -192,38 +225,62 @@ class _Sim:
 
     def run(self) -> Schedule:
         t0 = time.perf_counter()
-        bar = None
+        self.start_run()
+        self.advance(math.inf, drain=True)
+        return self.finish(time.perf_counter() - t0)
+
+    def start_run(self) -> None:
+        self.bar = None
+        self.last_closed = 0
         if self.progress:
             try:
                 from tqdm import tqdm
 
-                bar = tqdm(total=self.n, desc=f"simulate {self.sname}", unit="req", leave=False)
+                self.bar = tqdm(total=self.n, desc=f"simulate {self.sname}", unit="req", leave=False)
             except ImportError:  # pragma: no cover
-                bar = None
+                self.bar = None
         reset = getattr(self.s, "reset", None)
         if reset is not None:
             reset()
+
+    def all_closed(self) -> bool:
+        if self.online:
+            return self.num_closed == self.num_pushed and not self.pending
+        return self.num_closed == self.n
+
+    def advance(self, limit_s: float, *, drain: bool) -> None:
+        """Run iterations that start before ``limit_s``.
+
+        ``drain``: no request will be pushed any more; an idle engine with open requests and
+        nothing to wait for is a stall. Otherwise (online) it simply waits for pushes.
+        """
         idle_loops = 0
-        last_closed = 0
         while True:
             self.admit_arrivals()
-            if self.num_closed == self.n:
+            if self.all_closed():
+                if self.online and not drain and self.now < limit_s:
+                    self.now = limit_s if math.isfinite(limit_s) else self.now
                 break
             if self.max_steps is not None and self.step >= self.max_steps:
                 raise SchedulerStalled(
                     f"scheduler {self.sname!r}: max_steps={self.max_steps} reached with "
                     f"{self.n - self.num_closed} requests unfinished"
                 )
+            start = self.align(self.now) if self.align is not None else self.now
+            if start >= limit_s:
+                break
             plan = self.s.plan(self.view())
             if not isinstance(plan, StepPlan):
                 self.fail(f"plan() must return a StepPlan, got {type(plan).__name__}")
             changed = self.apply_evictions(plan)
             if not plan.tokens:
-                na = float(self.arr[self.next_arrival]) if self.next_arrival < self.n else math.inf
-                target = na
+                target = self.next_arrival_s()
                 if plan.wait_until_s is not None and plan.wait_until_s > self.now:
                     target = min(target, float(plan.wait_until_s))
                 if math.isfinite(target) and target > self.now:
+                    if target >= limit_s:
+                        self.now = max(self.now, limit_s)
+                        break
                     self.now = target
                     idle_loops = 0
                     continue
@@ -231,23 +288,23 @@ class _Sim:
                     idle_loops += 1
                     if idle_loops <= 2 * self.n + 10:
                         continue
+                if self.online and not drain:
+                    if math.isfinite(limit_s):
+                        self.now = max(self.now, limit_s)
+                    break
                 raise SchedulerStalled(
                     f"scheduler {self.sname!r} stalled at step {self.step}, t={self.now:.6g}s: "
                     f"empty plan with {len(self.waiting)} waiting, {len(self.running)} running, "
                     f"{len(self.swapped)} swapped and no future arrival"
                 )
             idle_loops = 0
-            self.execute(plan)
-            if bar is not None and self.num_closed != last_closed:
-                bar.update(self.num_closed - last_closed)
-                last_closed = self.num_closed
-        if bar is not None:
-            bar.update(self.num_closed - last_closed)
-            bar.close()
-        return self.finish(time.perf_counter() - t0)
+            self.execute(plan, limit_s)
+            if self.bar is not None and self.num_closed != self.last_closed:
+                self.bar.update(self.num_closed - self.last_closed)
+                self.last_closed = self.num_closed
 
     # ---------------------------------------------------------------------------------
-    def execute(self, plan: StepPlan) -> None:
+    def execute(self, plan: StepPlan, limit_s: float = math.inf) -> None:
         items = sorted((int(r), int(t)) for r, t in plan.tokens.items())
         rids = np.fromiter((r for r, _ in items), np.int64, len(items))
         toks = np.fromiter((t for _, t in items), np.int64, len(items))
@@ -307,7 +364,7 @@ class _Sim:
         k = 1
         if (self.ff and n_dec == rids.size and plan.repeat_until_s > start
                 and not plan.preempt and not plan.swap_out and swapped_in.size == 0):
-            k = self.fast_forward_len(rids, comp, start, end, plan.repeat_until_s)
+            k = self.fast_forward_len(rids, comp, start, end, min(plan.repeat_until_s, limit_s))
         if k > 1:
             self.record_ff(rids, comp, start, k)
         else:
@@ -338,10 +395,12 @@ class _Sim:
         last_step = self.step + k - 1
         first = emit & (gen_old == 0)
         self.first_token_step[rids[first]] = last_step
+        self.first_token_time_s[rids[first]] = self._last_end
         done = gen == self.O[rids]
         if done.any():
             fin = rids[done]
             self.finish_step[fin] = last_step
+            self.finish_time_s[fin] = self._last_end
             self.state[fin] = _DONE
             self.free_blocks += int(self.held[fin].sum())
             self.held[fin] = 0
@@ -372,8 +431,7 @@ class _Sim:
         if self.max_steps is not None:
             k = min(k, self.max_steps - self.step)
         # time: steps starting before the next arrival and before the promise horizon run
-        na = float(self.arr[self.next_arrival]) if self.next_arrival < self.n else math.inf
-        limit = min(na - ARRIVAL_EPS_S, repeat_until_s)
+        limit = min(self.next_arrival_s() - ARRIVAL_EPS_S, repeat_until_s)
         n = int(rids.size)
         ctx0 = int((comp + 1).sum())
         dts = decode_step_times_s(self.e, n, ctx0, k)
@@ -424,6 +482,10 @@ class _Sim:
         self._last_end = float(ends[-1])
 
     def finish(self, wall_s: float) -> Schedule:
+        if self.bar is not None:
+            self.bar.update(self.num_closed - self.last_closed)
+            self.bar.close()
+            self.bar = None
         def cat(parts: list[np.ndarray], dt: Any) -> np.ndarray:
             return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
 
@@ -559,3 +621,98 @@ def replay(schedule: Schedule, workload: Workload, engine: EngineModel) -> Sched
     "under model mismatch" on a realistic engine.
     """
     return simulate(workload, engine, _Replay(schedule, workload), fast_forward=False)
+
+
+class Simulation:
+    """Incremental (online) simulation of one engine, for multi-site co-simulation.
+
+    Requests become visible only when :meth:`push`-ed (e.g. by a dispatcher, after a network
+    transfer); :meth:`run_until` executes the iterations that start before a time;
+    :meth:`finish` drains the engine and returns the :class:`Schedule` (requests never pushed
+    stay unserved: ``first_token_step == finish_step == -1`` and not rejected).
+
+    Examples
+    --------
+    >>> sim = Simulation(workload, engine, make("vllm"))          # doctest: +SKIP
+    >>> for rid in range(len(workload)):                          # doctest: +SKIP
+    ...     sim.run_until(workload.arrival_s[rid])
+    ...     sim.push(rid, workload.arrival_s[rid] + transfer_s)
+    >>> schedule = sim.finish()                                   # doctest: +SKIP
+    """
+
+    def __init__(self, workload: Workload, engine: EngineModel, scheduler: Any, *,
+                 fast_forward: bool = True, max_steps: int | None = None) -> None:
+        if not isinstance(workload, Workload):
+            raise TypeError(f"workload must be a Workload, got {type(workload).__name__}")
+        self._sim = _Sim(workload, engine, scheduler, fast_forward, max_steps, False, online=True)
+        self._sim.start_run()
+        self._t0 = time.perf_counter()
+        self._done: Schedule | None = None
+
+    def push(self, rid: int, release_s: float | None = None) -> None:
+        """Make request ``rid`` arrive at this engine at ``release_s`` (default: its arrival)."""
+        if self._done is not None:
+            raise RuntimeError("simulation already finished")
+        t = float(self._sim.arr[rid]) if release_s is None else float(release_s)
+        self._sim.push(int(rid), t)
+
+    def run_until(self, t_s: float) -> None:
+        """Execute every iteration that starts before ``t_s``."""
+        if self._done is not None:
+            raise RuntimeError("simulation already finished")
+        self._sim.advance(float(t_s), drain=False)
+
+    def finish(self) -> Schedule:
+        """Run to completion of every pushed request and return the schedule."""
+        if self._done is None:
+            self._sim.advance(math.inf, drain=True)
+            self._done = self._sim.finish(time.perf_counter() - self._t0)
+        return self._done
+
+    # -- read-only state for dispatchers ------------------------------------------------
+    @property
+    def now_s(self) -> float:
+        """Current simulated time of this engine."""
+        return self._sim.now
+
+    @property
+    def num_waiting(self) -> int:
+        """Visible requests without resident KV."""
+        return len(self._sim.waiting)
+
+    @property
+    def num_running(self) -> int:
+        """Requests with resident KV."""
+        return len(self._sim.running)
+
+    @property
+    def num_open(self) -> int:
+        """Pushed requests not yet finished or rejected (including not-yet-released ones)."""
+        return self._sim.num_pushed - self._sim.num_closed
+
+    @property
+    def kv_free_blocks(self) -> int:
+        """Free KV blocks."""
+        return self._sim.free_blocks
+
+    def outstanding_tokens(self) -> int:
+        """Tokens still to compute for every open pushed request (prefill + decode)."""
+        s = self._sim
+        ids = np.fromiter(s.pushed, np.int64, len(s.pushed))
+        if ids.size == 0:
+            return 0
+        open_ = (s.state[ids] != _DONE) & (s.state[ids] != _REJECTED)
+        ids = ids[open_]
+        return int((s.P[ids] + s.O[ids] - 1 - s.computed[ids] + 0).sum())
+
+    def finish_time_s(self, rid: int) -> float:
+        """Completion time of ``rid`` so far (NaN if not finished)."""
+        return float(self._sim.finish_time_s[rid])
+
+    def first_token_time_s(self, rid: int) -> float:
+        """First-token time of ``rid`` so far (NaN if none)."""
+        return float(self._sim.first_token_time_s[rid])
+
+    def is_rejected(self, rid: int) -> bool:
+        """Whether ``rid`` was rejected here."""
+        return bool(self._sim.state[rid] == _REJECTED)
