@@ -538,14 +538,16 @@ def load_csv(path: PathLike, *, sort: bool = False, rebase: bool = False) -> Wor
     """
     lines = _read_lines(path)
     header = [h.strip() for h in next(csv.reader(lines[:1]))]
+    missing = [h for h in _REQUIRED if h not in header]
+    if missing:
+        raise TraceError(
+            path, 1, f"missing header or required column(s) {missing}: {lines[0][:80]!r}"
+        )
     unknown = [h for h in header if h not in _CSV_ORDER]
     if unknown:
         raise TraceError(
             path, 1, f"unknown column(s) {unknown} (known: {','.join(_CSV_ORDER)})"
         )
-    missing = [h for h in _REQUIRED if h not in header]
-    if missing:
-        raise TraceError(path, 1, f"missing header or required column(s) {missing}")
     if len(set(header)) != len(header):
         raise TraceError(path, 1, f"duplicate column in header {header}")
     rows = _split_rows(path, lines, len(header))
