@@ -128,7 +128,7 @@ def violations(
             if not is_alloc:
                 kind = EventKind(x)
                 if kind in (EventKind.PREEMPT_RECOMPUTE, EventKind.SWAP_OUT):
-                    if where != "device" or held == 0 and comp == 0:
+                    if where != "device" or (held == 0 and comp == 0):
                         bad(f"request {rid}: {kind.name} at step {step} while not resident")
                     if y != comp:
                         bad(f"request {rid}: {kind.name} at step {step} records {y} tokens, has {comp}")
@@ -236,9 +236,9 @@ def violations(
             shape = _with_prefill_seqs(shape, s_exp, r_exp, t_exp, i)
             want = float(engine.step_time_s(shape)) + float(steps.swap_s[i])
             got = float(en[i] - st[i])
-            if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
-                if bad(f"step {i} lasts {got:.9g}s but the engine gives {want:.9g}s for {shape}"):
-                    return out
+            if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12) and bad(
+                    f"step {i} lasts {got:.9g}s but the engine gives {want:.9g}s for {shape}"):
+                return out
     return out
 
 

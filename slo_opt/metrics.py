@@ -153,7 +153,7 @@ def summary(schedule: Schedule, workload: Workload) -> dict[str, Any]:
         "num_finished": int(fin.sum()),
         "num_rejected": int(m["rejected"].sum()),
         "num_steps": schedule.num_steps,
-        "num_preemptions": int(len(schedule.events)),
+        "num_preemptions": len(schedule.events),
         "makespan_s": schedule.makespan_s,
         "attainment": attainment(schedule, workload),
         "attainment_weighted": attainment(schedule, workload, weighted=True),

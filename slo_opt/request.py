@@ -315,9 +315,10 @@ class Workload:
 
     def replace(self, **cols: Any) -> Workload:
         """A new workload with some columns replaced (validated again)."""
+        name = cols.pop("name", self.name)
         base = self.columns()
         base.update(cols)
-        return Workload.from_arrays(name=cols.pop("name", self.name), **base)
+        return Workload.from_arrays(name=name, **base)
 
     def subset(self, idx: Any) -> Workload:
         """Rows ``idx`` (sorted), renumbered 0..k-1."""

@@ -121,6 +121,7 @@ class _Sim:
         self.al_step: list[np.ndarray] = []
         self.al_num: list[np.ndarray] = []
         self.al_tok: list[np.ndarray] = []
+        self.al_mg: list[np.ndarray] = []
         self.ev: list[tuple[int, int, int, int]] = []
         self.align: Callable[[float], float] | None = getattr(engine, "align_start_s", None)
         self.bw = float(getattr(engine, "host_bandwidth_bytes_per_s", math.inf))
@@ -368,7 +369,7 @@ class _Sim:
         if k > 1:
             self.record_ff(rids, comp, start, k)
         else:
-            self.record_step(start, end, shape, swap_s, rids, toks)
+            self.record_step(start, end, shape, swap_s, rids, toks, (toks == 1) & (nxt == 1))
         # state update (k tokens of decode per request, or one step of the plan)
         first_sched = np.isnan(self.first_scheduled_s[rids])
         self.first_scheduled_s[rids[first_sched]] = start
@@ -454,7 +455,7 @@ class _Sim:
         return starts, ends
 
     def record_step(self, start: float, end: float, shape: BatchShape, swap_s: float,
-                    rids: np.ndarray, toks: np.ndarray) -> None:
+                    rids: np.ndarray, toks: np.ndarray, mergeable: np.ndarray) -> None:
         self.st_start.append(np.array([start]))
         self.st_end.append(np.array([end]))
         self.st_pf.append(np.array([shape.prefill_tokens], np.int64))
@@ -465,6 +466,7 @@ class _Sim:
         self.al_step.append(np.full(rids.size, self.step, np.int64))
         self.al_num.append(np.ones(rids.size, np.int64))
         self.al_tok.append(toks)
+        self.al_mg.append(mergeable)
         self._last_end = end
 
     def record_ff(self, rids: np.ndarray, comp: np.ndarray, start: float, k: int) -> None:
@@ -479,6 +481,7 @@ class _Sim:
         self.al_step.append(np.full(rids.size, self.step, np.int64))
         self.al_num.append(np.full(rids.size, k, np.int64))
         self.al_tok.append(np.ones(rids.size, np.int64))
+        self.al_mg.append(np.ones(rids.size, bool))
         self._last_end = float(ends[-1])
 
     def finish(self, wall_s: float) -> Schedule:
@@ -495,7 +498,8 @@ class _Sim:
             context_tokens=cat(self.st_ctx, np.int64), swap_s=cat(self.st_swap, float),
         )
         allocs = compress_allocs(cat(self.al_req, np.int64), cat(self.al_step, np.int64),
-                                 cat(self.al_num, np.int64), cat(self.al_tok, np.int64))
+                                 cat(self.al_num, np.int64), cat(self.al_tok, np.int64),
+                                 cat(self.al_mg, bool))
         ev = np.array(self.ev, dtype=np.int64).reshape(-1, 4)
         events = EventTable(step=ev[:, 0], request=ev[:, 1], kind=ev[:, 2], tokens=ev[:, 3])
         return Schedule(
@@ -507,15 +511,25 @@ class _Sim:
         )
 
 
-def compress_allocs(req: np.ndarray, step: np.ndarray, num: np.ndarray, tok: np.ndarray) -> AllocTable:
-    """Canonical run-length form: per request, consecutive single-token runs are merged."""
+def compress_allocs(req: np.ndarray, step: np.ndarray, num: np.ndarray, tok: np.ndarray,
+                    mergeable: np.ndarray | None = None) -> AllocTable:
+    """Canonical run-length form.
+
+    Rows flagged ``mergeable`` (one token that completes the request's next output token:
+    a decode, or the last token of a prompt) are merged with the next row of the same request
+    when that row is also mergeable and starts in the following step. Without flags, rows are
+    only sorted.
+    """
     if req.size == 0:
         return AllocTable(request=req, step=step, tokens=tok, num_steps=num)
+    if mergeable is None:
+        mergeable = np.zeros(req.size, bool)
     order = np.lexsort((step, req))
     req, step, num, tok = req[order], step[order], num[order], tok[order]
+    mg = np.asarray(mergeable, bool)[order] & (tok == 1)
     cont = np.zeros(req.size, bool)
     cont[1:] = ((req[1:] == req[:-1]) & (step[1:] == step[:-1] + num[:-1])
-                & (tok[1:] == 1) & (tok[:-1] == 1))
+                & mg[1:] & mg[:-1])
     grp = np.cumsum(~cont) - 1
     heads = np.flatnonzero(~cont)
     total = np.bincount(grp, weights=num).astype(np.int64)

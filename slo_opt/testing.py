@@ -1,0 +1,160 @@
+"""Public testing API: hypothesis strategies and a scheduler conformance check.
+
+Use it to property-test your own scheduler against ours and against the optimum::
+
+    from hypothesis import given
+    from slo_opt.testing import workloads, slot_engines, check_conformance
+
+    @given(workloads(), slot_engines())
+    def test_my_policy(workload, engine):
+        check_conformance(lambda: MyPolicy(), workload, engine)
+
+Strategies are valid by construction (no ``assume``) and keep instances tiny so that the offline
+MILPs solve in milliseconds. Requires ``hypothesis`` (the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from slo_opt.checks import violations
+from slo_opt.engine import EngineModel
+from slo_opt.metrics import summary
+from slo_opt.models.slot import SlotEngine
+from slo_opt.request import SLO, Request, Workload
+from slo_opt.schedule import EventKind, Schedule
+from slo_opt.simulator import simulate
+
+__all__ = [
+    "ConformanceError",
+    "check_conformance",
+    "slos",
+    "slot_engines",
+    "workloads",
+]
+
+
+@st.composite
+def slos(draw: Any, *, allow_inf: bool = True) -> SLO:
+    """SLOs with TTFT in [0.05, 5] s, TPOT in [0.01, 1] s, e2e in [0.5, 20] s (or none)."""
+    inf = st.just(math.inf) if allow_inf else st.nothing()
+    ttft = draw(st.one_of(st.floats(0.05, 5.0), inf))
+    tpot = draw(st.one_of(st.floats(0.01, 1.0), inf))
+    e2e = draw(st.one_of(st.floats(0.5, 20.0), inf))
+    return SLO(ttft_s=ttft, tpot_s=tpot, e2e_s=e2e)
+
+
+@st.composite
+def workloads(draw: Any, *, max_requests: int = 6, max_prompt: int = 48, max_output: int = 8,
+              max_gap_s: float = 0.5, min_requests: int = 1) -> Workload:
+    """Small workloads: sorted arrivals, positive lengths, random SLOs and utilities."""
+    n = draw(st.integers(min_requests, max_requests))
+    gaps = draw(st.lists(st.floats(0.0, max_gap_s, allow_nan=False), min_size=n, max_size=n))
+    arrivals = np.cumsum(gaps)
+    reqs = []
+    for i, a in enumerate(arrivals):
+        reqs.append(Request(
+            id=i,
+            arrival_s=float(a),
+            prompt_tokens=draw(st.integers(1, max_prompt)),
+            output_tokens=draw(st.integers(1, max_output)),
+            slo=draw(slos()),
+            utility=draw(st.sampled_from([1.0, 1.0, 10.0, 100.0])),
+            class_label=draw(st.sampled_from(["rt", "nrt"])),
+        ))
+    return Workload(reqs)
+
+
+@st.composite
+def slot_engines(draw: Any, *, min_batch_tokens: int = 8, max_batch_tokens: int = 64,
+                 block_tokens: tuple[int, ...] = (1, 4, 16)) -> SlotEngine:
+    """Slotted engines with a small token budget and KV capacity (some requests may not fit)."""
+    b = draw(st.sampled_from(block_tokens))
+    blocks = draw(st.integers(max(1, 16 // b), max(2, 512 // b)))
+    return SlotEngine(
+        step_s=draw(st.sampled_from([0.02, 0.05, 0.1])),
+        max_batch_tokens=draw(st.integers(min_batch_tokens, max_batch_tokens)),
+        kv_capacity_tokens=blocks * b,
+        kv_block_tokens=b,
+    )
+
+
+class ConformanceError(AssertionError):
+    """A scheduler broke a conformance property (the message says which)."""
+
+
+def check_conformance(
+    scheduler: Any | Callable[[], Any],
+    workload: Workload,
+    engine: EngineModel,
+    *,
+    check_fast_forward: bool = True,
+) -> Schedule:
+    """Run a scheduler through every conformance property; raise on the first failure.
+
+    Properties: (1) the simulated schedule is feasible (:func:`slo_opt.checks.violations` is
+    empty: budget, KV, arrivals, token accounting, nothing after completion); (2) every request
+    is finished or explicitly rejected, and a request is rejected only if it is not finished;
+    (3) token conservation: each finished request's allocations equal ``work_tokens`` plus the
+    tokens dropped by its recompute preemptions; (4) determinism: a second run of a fresh copy
+    gives an equal schedule; (5) fast-forward gives the same schedule as stepping one iteration
+    at a time.
+
+    Parameters
+    ----------
+    scheduler : Scheduler or callable returning one
+        Copied (``copy.deepcopy``) before each run, so stateful policies start fresh.
+
+    Returns
+    -------
+    Schedule
+        The (fast-forward) schedule, for further checks.
+    """
+    def fresh() -> Any:
+        return scheduler() if callable(scheduler) and not hasattr(scheduler, "plan") \
+            else copy.deepcopy(scheduler)
+
+    name = getattr(fresh(), "name", "?")
+    s1 = simulate(workload, engine, fresh(), fast_forward=True, max_steps=_step_cap(workload))
+    v = violations(s1, workload, engine)
+    if v:
+        raise ConformanceError(f"{name}: infeasible schedule: {v[:5]}")
+    fin = s1.finish_step >= 0
+    if not np.all(fin | s1.rejected):
+        ids = np.flatnonzero(~(fin | s1.rejected))[:10].tolist()
+        raise ConformanceError(f"{name}: requests {ids} neither finished nor rejected")
+    if np.any(fin & s1.rejected):
+        raise ConformanceError(f"{name}: requests both finished and rejected")
+    got = s1.allocs.tokens_per_request(len(workload))
+    ev = s1.events
+    recompute = np.bincount(ev.request[ev.kind == EventKind.PREEMPT_RECOMPUTE],
+                            weights=ev.tokens[ev.kind == EventKind.PREEMPT_RECOMPUTE],
+                            minlength=len(workload)).astype(np.int64)
+    want = workload.work_tokens + recompute
+    bad = fin & (got != want)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ConformanceError(
+            f"{name}: request {i} computed {int(got[i])} tokens, expected {int(want[i])}")
+    s2 = simulate(workload, engine, fresh(), fast_forward=True, max_steps=_step_cap(workload))
+    if s1 != s2:
+        raise ConformanceError(f"{name}: two runs with the same inputs differ (non-deterministic)")
+    if check_fast_forward:
+        s3 = simulate(workload, engine, fresh(), fast_forward=False, max_steps=_step_cap(workload))
+        if s1 != s3:
+            raise ConformanceError(
+                f"{name}: fast-forward changes the schedule (a wrong repeat_until_s promise): "
+                f"{summary(s1, workload)['makespan_s']} vs {summary(s3, workload)['makespan_s']}")
+    return s1
+
+
+def _step_cap(workload: Workload) -> int:
+    """A generous iteration cap that turns a livelock into an error instead of a hang."""
+    w = workload
+    return int(100 + 20 * (w.prompt_tokens.sum() + w.output_tokens.sum()))
