@@ -1,6 +1,6 @@
 """Online schedulers: the table of contents (one import line per policy file)."""
 
-from slo_opt.schedulers import fcfs, orca, sarathi, vllm
+from slo_opt.schedulers import fcfs, orca, sarathi, sjf, slice_, vllm
 from slo_opt.schedulers.base import (
     SCHEDULERS,
     EngineView,
