@@ -602,7 +602,7 @@ class _Replay:
         self.rejected_done = False
 
     def plan(self, view: EngineView) -> StepPlan:
-        rej = frozenset()
+        rej: frozenset[int] = frozenset()
         if not self.rejected_done:
             rej = frozenset(int(r) for r in view.waiting if int(r) in self.rej)
             if len(rej) == len(self.rej) or not self.rej:
