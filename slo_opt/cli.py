@@ -316,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="every scheduler on the shipped workload: table + plot")
     d.add_argument("--trace", default=None, help="trace file or name (default: shipped subset)")
     d.add_argument("--profile", default=DEFAULT_PROFILE)
-    d.add_argument("--speedup", type=float, default=8.0,
-                   help="compress arrival times by this factor (default 8: a loaded engine)")
+    d.add_argument("--speedup", type=float, default=4.0,
+                   help="compress arrival times by this factor (default 4: near capacity)")
     d.add_argument("--limit", type=int, default=None, help="use only the first N requests")
     d.add_argument("--schedulers", default=None, help="comma-separated subset")
     d.add_argument("--out", default="slo_opt_demo")
