@@ -25,12 +25,11 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from slo_opt.engine import EngineModel
 from slo_opt.models.hardware import GPUS, get_gpu
 from slo_opt.models.kv import MODEL_SHAPES, get_shape, kv_bytes_per_token, kv_capacity_tokens
 from slo_opt.models.linear import LinearEngineModel
 from slo_opt.models.table import ProfileRow, TableEngineModel, read_profile_csv
-
-from slo_opt.engine import EngineModel
 
 __all__ = ["KINDS", "get_engine", "list_profiles", "measured_rows", "profiles_dir"]
 
@@ -89,7 +88,7 @@ def _measured_meta(name: str) -> dict:
     p = _measured_csv(name)
     if p is None:
         return {}
-    j = p.with_suffix(".json")
+    j = p.parent / "provenance.json"
     return json.loads(j.read_text()) if j.is_file() else {}
 
 

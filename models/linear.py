@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from slo_opt.models.table import ProfileRow
 
 from slo_opt.engine import BatchShape
+from slo_opt.models.table import ProfileRow
 
 __all__ = ["FitReport", "LinearEngineModel", "ape_summary", "features"]
 

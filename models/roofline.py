@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from slo_opt.engine import BatchShape
 from slo_opt.models.hardware import GPU, GPUS, get_gpu
 from slo_opt.models.kv import (
     MODEL_SHAPES,
@@ -30,8 +32,6 @@ from slo_opt.models.kv import (
     weight_bytes,
 )
 from slo_opt.models.table import ProfileRow
-
-from slo_opt.engine import BatchShape
 
 __all__ = ["DEFAULT_EFFICIENCIES", "RooflineEngineModel", "fit_roofline", "prefill_s_per_token",
            "transferred_efficiencies", "transferred_roofline"]

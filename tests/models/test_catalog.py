@@ -1,7 +1,7 @@
 import pytest
-from slo_opt.models.catalog import get_engine, list_profiles
 
 from slo_opt.engine import BatchShape, EngineModel
+from slo_opt.models.catalog import get_engine, list_profiles
 
 
 def test_h100_llama8b_resolves():

@@ -1,4 +1,5 @@
 import pytest
+
 from slo_opt.models.kv import (
     MODEL_SHAPES,
     ModelShape,

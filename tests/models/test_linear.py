@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slo_opt.models.linear import LinearEngineModel
-from slo_opt.models.table import ProfileRow
 
 from slo_opt.engine import BatchShape, decode_step_times_s
+from slo_opt.models.linear import LinearEngineModel
+from slo_opt.models.table import ProfileRow
 
 coef = st.floats(min_value=0.0, max_value=1e-2, allow_nan=False, allow_infinity=False)
 
