@@ -1,1 +1,43 @@
-"""Offline formulations and solver back-ends. Imported as ``slo_opt.solvers``."""
+"""Offline formulations and solver back-ends. Imported as ``slo_opt.solvers``.
+
+* :mod:`.base`: :class:`Instance`, :class:`LinearModel`, :class:`SolveResult`, :func:`solve`.
+* :mod:`.backends`: HiGHS (highspy), Pyomo and cvxpy adapters, availability flags.
+* :mod:`.goodput_milp`: the exact SLO-attainment MILP of the slotted engine.
+* :mod:`.fluid_bound`: an aggregated-time LP bound for thousands of requests.
+* :mod:`.jct_bounds`: single-server mean-JCT bounds (SRPT, exact non-preemptive MILP).
+"""
+
+from slo_opt.solvers.base import (
+    Formulation,
+    Instance,
+    LinearModel,
+    NotRepresentable,
+    SolveResult,
+    Status,
+    first_slots,
+    slot_deadlines,
+    solve,
+)
+from slo_opt.solvers.goodput_milp import GoodputMILP, request_windows
+
+__all__ = [
+    "Formulation",
+    "GoodputMILP",
+    "Instance",
+    "LinearModel",
+    "NotRepresentable",
+    "SolveResult",
+    "Status",
+    "cli_solve",
+    "first_slots",
+    "request_windows",
+    "slot_deadlines",
+    "solve",
+]
+
+
+def cli_solve(argv: list[str] | None = None) -> int:
+    """``slo-opt solve``: every scheduler vs the offline optimum and bounds (see ``.cli``)."""
+    from slo_opt.solvers.cli import main
+
+    return main(argv)
