@@ -33,8 +33,16 @@ from slo_opt.models.kv import (
 )
 from slo_opt.models.table import ProfileRow
 
-__all__ = ["DEFAULT_EFFICIENCIES", "RooflineEngineModel", "fit_roofline", "prefill_s_per_token",
-           "transferred_efficiencies", "transferred_roofline"]
+__all__ = [
+    "DEFAULT_EFFICIENCIES",
+    "RooflineEngineModel",
+    "fit_roofline",
+    "mean_efficiencies",
+    "prefill_s_per_token",
+    "roofline_from_efficiencies",
+    "transferred_efficiencies",
+    "transferred_roofline",
+]
 
 DEFAULT_EFFICIENCIES = {"eta_mem": 0.8, "eta_flops": 0.6, "overhead_s": 1.0e-3,
                         "per_seq_s": 5e-6}
@@ -143,12 +151,30 @@ def transferred_efficiencies() -> dict[str, float]:
             continue
         gpu_key, _, model_key = name.partition("/")
         m = fit_roofline(measured_rows(name), get_gpu(gpu_key), get_shape(model_key), name)
-        fits.append((m.eta_mem, m.eta_flops, m.overhead_s, m.per_seq_s))
+        fits.append(m)
+    return mean_efficiencies(fits)
+
+
+def mean_efficiencies(fits: Sequence[RooflineEngineModel]) -> dict[str, float]:
+    """Mean efficiencies; overheads are averaged *per layer* (launches scale with depth)."""
     if not fits:
-        return dict(DEFAULT_EFFICIENCIES)
-    a = np.mean(np.array(fits), axis=0)
-    return {"eta_mem": float(a[0]), "eta_flops": float(a[1]), "overhead_s": float(a[2]),
-            "per_seq_s": float(a[3])}
+        return {"eta_mem": DEFAULT_EFFICIENCIES["eta_mem"],
+                "eta_flops": DEFAULT_EFFICIENCIES["eta_flops"],
+                "overhead_per_layer_s": DEFAULT_EFFICIENCIES["overhead_s"] / 32,
+                "per_seq_per_layer_s": DEFAULT_EFFICIENCIES["per_seq_s"] / 32}
+    a = np.mean(np.array([(m.eta_mem, m.eta_flops, m.overhead_s / m.shape.num_layers,
+                           m.per_seq_s / m.shape.num_layers) for m in fits]), axis=0)
+    return {"eta_mem": float(a[0]), "eta_flops": float(a[1]),
+            "overhead_per_layer_s": float(a[2]), "per_seq_per_layer_s": float(a[3])}
+
+
+def roofline_from_efficiencies(name: str, gpu: GPU, shape: ModelShape,
+                               eff: dict[str, float], **kw) -> RooflineEngineModel:
+    """Build a roofline for ``shape`` on ``gpu`` from :func:`mean_efficiencies` output."""
+    return RooflineEngineModel(
+        name, gpu, shape, eff["eta_mem"], eff["eta_flops"],
+        eff["overhead_per_layer_s"] * shape.num_layers,
+        eff["per_seq_per_layer_s"] * shape.num_layers, **kw)
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,9 +190,8 @@ def transferred_roofline(name: str) -> RooflineEngineModel:
         rows = ()
     if rows:
         return fit_roofline(rows, gpu, shape, name)
-    eff = transferred_efficiencies()
-    return RooflineEngineModel(name, gpu, shape, source=f"{name} [roofline, transferred]",
-                               **eff)
+    return roofline_from_efficiencies(name, gpu, shape, transferred_efficiencies(),
+                                      source=f"{name} [roofline, transferred]")
 
 
 def prefill_s_per_token(gpu_key: str, model_key: str) -> float:
