@@ -1,0 +1,322 @@
+"""PerLLM reproduction (Yang et al., arXiv:2405.14636): ``slo-opt reproduce perllm``.
+
+Setup (``shared/research/papers.md`` section 2.5 and decisions 16-22; every unknown is a
+documented choice, see ``papers/perllm.md``):
+
+* topology ``experiments/configs/perllm_cluster.toml``: 5 access points, 5 edge servers, 1 cloud
+  server; edge links 100 Mbps, cloud WAN 300 Mbps, +-20 % bandwidth noise redrawn per 1 s slot;
+* two model deployments (small at the edge, larger in the cloud):
+  D1 = Jetson AGX Orin / Llama-3.2-1B at the edge, A100 / Llama-3.1-8B in the cloud;
+  D2 = Jetson AGX Orin / Llama-3.2-3B at the edge, A100 / Qwen2.5-7B in the cloud;
+* workload: Poisson arrivals over a load sweep, ShareGPT lengths (clipped to 1024 prompt /
+  256 output tokens), origins uniform over the 5 access points, three service classes whose
+  processing-time requirement is a multiple (2x, 4x, 8x) of the request's unloaded processing
+  time on its best server (decision 22), with upload payloads 0 / 0.2 MB / 1 MB;
+* policies: every registered dispatcher plus ``oracle`` = the per-epoch (10 s) placement MILP
+  with realised bandwidth and unloaded times (slack-penalty deadlines), replayed online;
+* metrics: throughput and goodput (deadline-meeting completions) per second, deadline
+  satisfaction, energy (busy + idle + transmission) per completed request; regret of CS-UCB
+  vs the oracle in the MILP's cost (model energy + theta x lateness).
+
+Comparators behind the paper's 2.2x / 2.1x / 1.6x are not named in the available text; we use
+Random, Round-robin and plain UCB (decision 21), and also report the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slo_opt.cluster import Cluster, service_time_s
+from slo_opt.cluster_sim import AssignmentDispatcher, placement_inputs, simulate_cluster
+from slo_opt.dispatchers import DISPATCHERS, make
+from slo_opt.request import Workload
+from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
+
+__all__ = ["DEPLOYMENTS", "PAPER", "build_cluster", "build_workload", "main", "oracle_assignment"]
+
+PAPER = {"throughput_x": (2.2, 2.1, 1.6), "energy_reduction_pct": 50.0}
+COMPARATORS = ("random", "round_robin", "ucb")
+DEPLOYMENTS = {
+    "D1": ("jetson-orin/llama-3.2-1b", "a100/llama-3.1-8b"),
+    "D2": ("jetson-orin/llama-3.2-3b", "a100/qwen2.5-7b"),
+}
+#: (label, deadline multiple of best unloaded processing time, upload payload bytes, share)
+CLASSES = (("interactive", 2.0, 0.0, 0.4), ("standard", 4.0, 2e5, 0.4), ("batch", 8.0, 1e6, 0.2))
+CONFIG = Path(__file__).resolve().parent / "configs" / "perllm_cluster.toml"
+THETA_J_PER_S = 100.0  # oracle/regret lateness penalty (J per second late)
+
+
+def build_cluster(deployment: str) -> Cluster:
+    """The 5-edge + 1-cloud topology with deployment ``D1`` or ``D2``'s engines."""
+    with open(CONFIG, "rb") as f:
+        spec = tomllib.load(f)
+    edge, cloud = DEPLOYMENTS[deployment]
+    for nd in spec["nodes"].values():
+        if nd.get("tier") == "edge":
+            nd["engine"] = edge
+        elif nd.get("tier") == "cloud":
+            nd["engine"] = cloud
+    return Cluster.from_dict(spec)
+
+
+def build_workload(cluster: Cluster, n: int, rate: float,
+                   rng: np.random.Generator) -> tuple[Workload, np.ndarray]:
+    """Requests with origins, classes and deadlines; returns (workload, payload bytes)."""
+    w = clip_lengths(synthetic(n, rate, EmpiricalLengths.default(), rng), 1024, 256)
+    origin = rng.choice(np.array(cluster.origins, dtype=object), n)
+    k = rng.choice(len(CLASSES), n, p=[c[3] for c in CLASSES])
+    label = np.array([CLASSES[i][0] for i in k], dtype=object)
+    mult = np.array([CLASSES[i][1] for i in k])
+    pay = np.array([CLASSES[i][2] for i in k])
+    engines = {id(cluster.site(s).engine): cluster.site(s).engine for s in cluster.sites}
+    best = np.array([min(service_time_s(e, int(p), int(o)) for e in engines.values())
+                     for p, o in zip(w.prompt_tokens, w.output_tokens)])
+    net = 0.05 + pay / (100e6 / 8)  # latency + payload over an edge link
+    return w.replace(origin=origin, class_label=label, e2e_slo_s=mult * (best + net)), pay
+
+
+def oracle_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int,
+                      epoch_s: float, time_limit_s: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-epoch placement MILP (slack-penalty deadlines, compute and link capacities)."""
+    from slo_opt.solvers.placement_milp import PlacementInstance, solve_placement
+
+    inp = placement_inputs(w, cluster, np.random.default_rng(seed), payload_bytes=pay)
+    site_of = np.full(len(w), -1, np.int64)
+    ep = np.floor(inp["arrival_s"] / epoch_s).astype(int)
+    stats = {"epochs": 0, "optimal": 0, "objective": 0.0, "bound": 0.0, "wall_s": 0.0}
+    li, lj, le, lb = inp["link_bytes"]
+    for k in np.unique(ep):
+        idx = np.flatnonzero(ep == k)
+        pos = np.full(len(w), -1)
+        pos[idx] = np.arange(idx.size)
+        sel = pos[li] >= 0
+        inst = PlacementInstance(
+            inp["energy_j"][idx], inp["time_s"][idx], inp["deadline_s"][idx],
+            load_s=inp["load_s"][idx], capacity_s=np.full(cluster.num_sites, epoch_s),
+            link_bytes=(pos[li[sel]], lj[sel], le[sel], lb[sel]),
+            link_capacity_bytes=inp["link_capacity_bytes_per_s"] * epoch_s,
+            deadline_penalty=THETA_J_PER_S, reject_penalty=None)
+        res = solve_placement(inst, time_limit_s=time_limit_s, mip_rel_gap=1e-4)
+        stats["epochs"] += 1
+        stats["optimal"] += res.status == "optimal"
+        stats["wall_s"] += res.wall_s
+        if res.has_solution:
+            site_of[idx] = res.site_of
+            stats["objective"] += res.objective
+            stats["bound"] += res.bound
+        else:  # no incumbent: fall back to the cheapest on-time site per request
+            e = np.where(np.isfinite(inst.energy_j), inst.energy_j, np.inf)
+            site_of[idx] = np.argmin(e, axis=1)
+    return site_of, {**stats, "inputs": inp}
+
+
+def _model_cost(inp: dict[str, Any], site_of: np.ndarray) -> np.ndarray:
+    """Per-request MILP cost of an assignment: model energy + theta x model lateness."""
+    i = np.flatnonzero(site_of >= 0)
+    c = np.full(site_of.size, np.nan)
+    j = site_of[i]
+    late = np.maximum(inp["time_s"][i, j] - inp["deadline_s"][i], 0.0)
+    c[i] = inp["energy_j"][i, j] + THETA_J_PER_S * late
+    return c
+
+
+def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All runs; returns (records rows, regret rows)."""
+    rows: list[dict[str, Any]] = []
+    regret: list[dict[str, Any]] = []
+    for dep in cfg["deployments"]:
+        cluster = build_cluster(dep)
+        for rate in cfg["rates"]:
+            for seed in range(cfg["seeds"]):
+                w, pay = build_workload(cluster, cfg["n"], rate,
+                                        np.random.default_rng([seed, int(rate * 1000)]))
+                net_seed = 1000 + seed
+                oracle, ost = oracle_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
+                                                cfg["milp_time_limit_s"])
+                pols: list[tuple[str, Any]] = [(d, make(d, seed=seed) if "seed" in
+                                                 DISPATCHERS[d].__dataclass_fields__ else make(d))
+                                                for d in cfg["dispatchers"]]
+                pols.append(("oracle", AssignmentDispatcher(oracle, name="oracle")))
+                for name, disp in pols:
+                    t0 = time.perf_counter()
+                    r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(net_seed),
+                                         payload_bytes=pay)
+                    s = r.summary()
+                    cost = _model_cost(ost["inputs"], r.records["site"])
+                    row = {"deployment": dep, "rate_rps": rate, "seed": seed, "policy": name,
+                           **{k: round(v, 6) for k, v in s.items()},
+                           "model_cost": float(np.nansum(cost)),
+                           "wall_s": round(time.perf_counter() - t0, 3)}
+                    if name == "oracle":
+                        row.update(milp_epochs=ost["epochs"], milp_optimal=ost["optimal"],
+                                   milp_objective=ost["objective"], milp_bound=ost["bound"],
+                                   milp_wall_s=round(ost["wall_s"], 3))
+                    rows.append(row)
+                    if name == "perllm":
+                        ocost = _model_cost(ost["inputs"], oracle)
+                        cum = np.cumsum(np.nan_to_num(cost) - np.nan_to_num(ocost))
+                        for i in range(0, len(cum), max(1, len(cum) // 50)):
+                            regret.append({"deployment": dep, "rate_rps": rate, "seed": seed,
+                                           "t": i + 1, "cum_regret": float(cum[i])})
+                        regret.append({"deployment": dep, "rate_rps": rate, "seed": seed,
+                                       "t": len(cum), "cum_regret": float(cum[-1])})
+                print(f"{dep} rate={rate} seed={seed}: done", file=sys.stderr)
+    return rows, regret
+
+
+def _mean(rows: list[dict[str, Any]], key: str, **where: Any) -> float:
+    v = [r[key] for r in rows if all(r[k] == x for k, x in where.items())]
+    return float(np.mean(v)) if v else math.nan
+
+
+def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per deployment at the highest load: CS-UCB vs each comparator (goodput ratio, energy)."""
+    out = []
+    for dep in sorted({r["deployment"] for r in rows}):
+        rate = max(r["rate_rps"] for r in rows if r["deployment"] == dep)
+        p_gp = _mean(rows, "goodput_rps", deployment=dep, rate_rps=rate, policy="perllm")
+        p_e = _mean(rows, "energy_per_completed_j", deployment=dep, rate_rps=rate,
+                    policy="perllm")
+        for pol in sorted({r["policy"] for r in rows} - {"perllm"}):
+            gp = _mean(rows, "goodput_rps", deployment=dep, rate_rps=rate, policy=pol)
+            e = _mean(rows, "energy_per_completed_j", deployment=dep, rate_rps=rate, policy=pol)
+            out.append({"deployment": dep, "rate_rps": rate, "comparator": pol,
+                        "perllm_goodput_x": round(p_gp / gp, 3) if gp > 0 else math.inf,
+                        "perllm_energy_reduction_pct": round(100 * (1 - p_e / e), 1),
+                        "comparator_satisfaction": round(_mean(
+                            rows, "deadline_satisfaction", deployment=dep, rate_rps=rate,
+                            policy=pol), 3),
+                        "perllm_satisfaction": round(_mean(
+                            rows, "deadline_satisfaction", deployment=dep, rate_rps=rate,
+                            policy="perllm"), 3)})
+    return out
+
+
+def _plots(rows: list[dict[str, Any]], regret: list[dict[str, Any]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    deps = sorted({r["deployment"] for r in rows})
+    pols = sorted({r["policy"] for r in rows})
+    fig, axes = plt.subplots(len(deps), 3, figsize=(15, 4 * len(deps)), squeeze=False)
+    for a, dep in enumerate(deps):
+        rates = sorted({r["rate_rps"] for r in rows if r["deployment"] == dep})
+        for b, (key, lab) in enumerate((("goodput_rps", "goodput (met/s)"),
+                                        ("deadline_satisfaction", "deadline satisfaction"),
+                                        ("energy_per_completed_j", "energy / completed (J)"))):
+            ax = axes[a][b]
+            for pol in pols:
+                ys = [_mean(rows, key, deployment=dep, rate_rps=x, policy=pol) for x in rates]
+                ax.plot(rates, ys, marker="o", lw=2.5 if pol in ("perllm", "oracle") else 1,
+                        label=pol)
+            ax.set_xlabel("offered load (req/s)")
+            ax.set_ylabel(lab)
+            ax.set_title(f"{dep}: {lab}")
+            if key == "energy_per_completed_j":
+                ax.set_yscale("log")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "perllm_load.png", dpi=90)
+    plt.close(fig)
+    files.append("perllm_load.png")
+    if regret:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for dep in deps:
+            for rate in sorted({r["rate_rps"] for r in regret if r["deployment"] == dep}):
+                pts = [r for r in regret if r["deployment"] == dep and r["rate_rps"] == rate
+                       and r["seed"] == 0]
+                ax.plot([p["t"] for p in pts], [p["cum_regret"] for p in pts],
+                        label=f"{dep} {rate} req/s")
+        ax.set_xlabel("requests dispatched")
+        ax.set_ylabel("cumulative regret vs MILP oracle (J-equivalent)")
+        ax.set_title("CS-UCB regret (model energy + theta x lateness)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "perllm_regret.png", dpi=90)
+        plt.close(fig)
+        files.append("perllm_regret.png")
+    return files
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    with open(path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=cols)
+        wr.writeheader()
+        wr.writerows(rows)
+
+
+def config(args: argparse.Namespace) -> dict[str, Any]:
+    """The resolved configuration (full or ``--quick``)."""
+    if args.quick:
+        return {"deployments": ["D1"], "rates": [5.0, 30.0], "n": 100, "seeds": args.seeds or 1,
+                "epoch_s": 10.0, "milp_time_limit_s": 5.0, "dispatchers": sorted(DISPATCHERS)}
+    return {"deployments": ["D1", "D2"], "rates": [5.0, 10.0, 20.0, 30.0, 40.0], "n": 300,
+            "seeds": args.seeds or 2, "epoch_s": 10.0, "milp_time_limit_s": 20.0,
+            "dispatchers": sorted(DISPATCHERS)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point (``slo-opt reproduce perllm [--quick] [--out DIR] [--seeds N]``)."""
+    ap = argparse.ArgumentParser(prog="slo-opt reproduce perllm", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small CI-sized run (< 60 s)")
+    ap.add_argument("--out", default="results/perllm", help="output folder")
+    ap.add_argument("--seeds", type=int, default=0, help="repetitions per load (0 = default)")
+    args = ap.parse_args(argv)
+    if args.seeds < 0:
+        ap.error("--seeds must be >= 0")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config(args)
+    t0 = time.perf_counter()
+    rows, regret = run(cfg)
+    head = headline(rows)
+    _write_csv(rows, out / "records.csv")
+    _write_csv(regret, out / "regret.csv")
+    _write_csv(head, out / "headline.csv")
+    from slo_opt import __version__ as ver
+
+    meta = {"config": cfg, "version": ver, "git_sha": _git_sha(), "paper": PAPER,
+            "comparators": COMPARATORS, "classes": CLASSES, "theta_j_per_s": THETA_J_PER_S,
+            "cluster": str(CONFIG.name), "deployments": DEPLOYMENTS,
+            "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()}
+    (out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+    files = _plots(rows, regret, out)
+    for h in head:
+        if h["comparator"] in (*COMPARATORS, "oracle"):
+            print(f"{h['deployment']} @ {h['rate_rps']} req/s: perllm vs {h['comparator']}: "
+                  f"goodput x{h['perllm_goodput_x']}, energy/completed "
+                  f"{h['perllm_energy_reduction_pct']:+.1f}% lower "
+                  f"(satisfaction {h['perllm_satisfaction']} vs {h['comparator_satisfaction']})")
+    print(f"wrote {out}/records.csv, regret.csv, headline.csv, config.json, {', '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
