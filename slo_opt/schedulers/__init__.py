@@ -1,6 +1,6 @@
 """Online schedulers: the table of contents (one import line per policy file)."""
 
-from slo_opt.schedulers import fcfs, orca, sarathi, sjf, slice_, vllm
+from slo_opt.schedulers import edf, fastserve, fcfs, least_slack, orca, sarathi, sjf, slice_, vllm
 from slo_opt.schedulers.base import (
     SCHEDULERS,
     EngineView,
@@ -24,5 +24,6 @@ __all__ = [
     "register",
     "sarathi",
     "scheduler_params",
+    "slice_",
     "vllm",
 ]

@@ -18,6 +18,7 @@ from slo_opt.engine import BatchShape
 from slo_opt.predictors import ConfusionMatrixPredictor, Predictor
 from slo_opt.request import Workload
 from slo_opt.schedulers.base import EngineView, StepPlan, register
+from slo_opt.schedulers.fastserve import step_start_s
 from slo_opt.schedulers.fcfs import FCFS
 
 __all__ = ["SJF", "SSJF", "ShortestFirst", "exec_time_estimate_s"]
@@ -122,7 +123,8 @@ class ShortestFirst(FCFS):
 
     def _ready(self, view: EngineView) -> list[int]:
         ready = self.ready_s(view)
-        return [int(r) for r in view.waiting if ready[r] <= view.now_s]
+        t = max(view.now_s, step_start_s(view))
+        return [int(r) for r in view.waiting if ready[r] <= t]
 
     def _guard_time_s(self, view: EngineView, oldest: int) -> float:
         """Time at which the guard fires for ``oldest`` (arrival + min(T, k x exec))."""
@@ -136,7 +138,7 @@ class ShortestFirst(FCFS):
         if not ready:
             return []
         oldest = ready[0]  # view.waiting is in arrival order
-        if view.now_s > self._guard_time_s(view, oldest):
+        if step_start_s(view) > self._guard_time_s(view, oldest):
             return ready  # serve by waiting time (arrival order)
         key = self.key_tokens(view)
         return sorted(ready, key=lambda r: (key[r], r))
@@ -145,12 +147,13 @@ class ShortestFirst(FCFS):
         """FCFS's plan with SJF's order; waits for predictions; caps the fast-forward promise."""
         plan = super().plan(view)
         ready = self.ready_s(view)
-        pending = [float(ready[r]) for r in view.waiting if ready[r] > view.now_s]
+        t = step_start_s(view)
+        pending = [float(ready[r]) for r in view.waiting if ready[r] > max(view.now_s, t)]
         nxt = min(pending, default=math.inf)
         r = self._ready(view)
         if r:
             g = self._guard_time_s(view, r[0])
-            if g >= view.now_s:
+            if g >= t:
                 nxt = min(nxt, math.nextafter(g, math.inf))
         changes: dict[str, float] = {}
         if plan.repeat_until_s > nxt:
