@@ -50,7 +50,8 @@ class RawResult:
 
 
 def run(model: LinearModel, *, backend: str = "highs", time_limit_s: float = 60.0,
-        rel_gap: float = 1e-6, hard_timeout_s: float | None = None, threads: int = 1) -> RawResult:
+        rel_gap: float = 1e-6, hard_timeout_s: float | None = None, threads: int = 1,
+        start: np.ndarray | None = None) -> RawResult:
     """Solve ``model`` with ``backend``; see :func:`slo_opt.solvers.base.solve`."""
     if backend not in AVAILABLE:
         raise ValueError(f"unknown backend {backend!r}; known: {sorted(AVAILABLE)}")
@@ -62,6 +63,8 @@ def run(model: LinearModel, *, backend: str = "highs", time_limit_s: float = 60.
         val = model.obj_offset if ok else None
         return RawResult(st, val, val if ok else None, np.zeros(0) if ok else None, 0.0, "empty model")
     fn = {"highs": _solve_highs, "pyomo": _solve_pyomo, "cvxpy": _solve_cvxpy}[backend]
+    if start is not None and backend == "highs":
+        model.info["mip_start"] = np.asarray(start, float)
     if hard_timeout_s is None:
         return fn(model, time_limit_s, rel_gap, threads)
     return _in_subprocess(fn, model, time_limit_s, rel_gap, threads, hard_timeout_s)
@@ -166,6 +169,12 @@ def _solve_highs(model: LinearModel, tl: float, gap: float, threads: int) -> Raw
         lp.integrality_ = [kI if b else kC for b in model.integer.tolist()]
     t0 = time.perf_counter()
     h.passModel(lp)
+    start = model.info.get("mip_start")
+    if mip and start is not None and start.size == model.num_cols:
+        sol = highspy.HighsSolution()
+        sol.col_value = np.where(model.integer, np.rint(start), start).tolist()
+        sol.value_valid = True
+        h.setSolution(sol)
     h.run()
     dt = time.perf_counter() - t0
     status, obj, bound, msg = _status_highs(h, model, mip)

@@ -383,6 +383,7 @@ def solve(
     backend: str = "highs",
     hard_timeout_s: float | None = None,
     threads: int = 1,
+    warm_start: Schedule | None = None,
 ) -> SolveResult:
     """Build, optionally pin or relax, solve and extract.
 
@@ -405,6 +406,10 @@ def solve(
         ``time_limit`` is not honoured in some presolve loops).
     threads : int
         Solver threads (HiGHS' tree search is serial; prefer processes on 2 cores).
+    warm_start : Schedule, optional
+        A feasible schedule (e.g. the best heuristic's) given to HiGHS as a MIP start, so the
+        incumbent is never worse than it (research/optimization.md 5(e) rule 4). Preempted
+        requests of the start are treated as unserved.
     """
     from slo_opt.solvers import backends
 
@@ -423,8 +428,16 @@ def solve(
         return SolveResult(status=Status.INFEASIBLE, incumbent=None, bound=None, schedule=None,
                            wall_s=time.perf_counter() - t0, build_s=build_s, backend=backend,
                            message=str(model.info["infeasible"]))
+    start = None
+    if warm_start is not None and not relax and fix is None:
+        m2 = f.build(inst)
+        f.fix(m2, warm_start, inst, drop_preempted=True)  # type: ignore[call-arg]
+        pinned = backends.run(m2, backend="highs", time_limit_s=min(10.0, time_limit_s),
+                              rel_gap=rel_gap)
+        if pinned.values is not None and pinned.values.size == model.num_cols:
+            start = pinned.values
     raw = backends.run(model, backend=backend, time_limit_s=time_limit_s, rel_gap=rel_gap,
-                       hard_timeout_s=hard_timeout_s, threads=threads)
+                       hard_timeout_s=hard_timeout_s, threads=threads, start=start)
     schedule = None
     if raw.values is not None and f.EXACT and not relax:
         schedule = f.extract(model, raw.values, inst)

@@ -335,7 +335,8 @@ class GoodputMILP:
                                     meta={"solver": self.name, "objective": self.objective})
 
     # -------------------------------------------------------------------------------------
-    def fix(self, model: LinearModel, schedule: Schedule, inst: Instance) -> None:
+    def fix(self, model: LinearModel, schedule: Schedule, inst: Instance, *,
+            drop_preempted: bool = False) -> None:
         """Pin ``schedule`` (a simulated or extracted one) into ``model``.
 
         Requests that miss their SLO under :func:`slo_opt.metrics.request_metrics` are pinned
@@ -343,6 +344,8 @@ class GoodputMILP:
         token paths, or, if they were preempted, to an extra column carrying their exact token
         and KV profile. Raises :class:`NotRepresentable` for swaps, steps off the slot grid,
         or a met request outside its model window (a metric/model disagreement).
+        ``drop_preempted=True`` pins preempted requests unserved instead (no extra columns:
+        used for MIP starts).
         """
         w, D, T = inst.workload, float(inst.engine.step_s), int(inst.num_slots)
         if schedule.num_requests != inst.n:
@@ -362,7 +365,7 @@ class GoodputMILP:
         for i, rq in enumerate(model.info["req"]):
             sl = slot_of[s_exp[bounds[i]:bounds[i + 1]]]
             tk = t_exp[bounds[i]:bounds[i + 1]]
-            if not met[i]:
+            if not met[i] or (drop_preempted and i in preempted):
                 if rq is not None:
                     model.col_ub[rq["m"]] = 0.0
                 continue
