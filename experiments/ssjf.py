@@ -257,7 +257,7 @@ def faithful(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                     for b in sizes:
                         base = {"mode": "faithful", "arrival": arrival, "rate": rate, "run": run,
                                 "batching": batching, "batch_size": b}
-                        kw = {"batching": batching, "batch_size": b}
+                        kw = {"batching": batching, "batch_size": b, "timeout_s": cfg["timeout_s"]}
                         rows.append(_row({**base, "policy": "fcfs", "quality": ""}, arr,
                                          run_jobs(arr, exec_s, policy="fcfs", **kw)))
                         rows.append(_row({**base, "policy": "sjf", "quality": ""}, arr,
@@ -481,6 +481,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "batch_sizes": [4] if q else [2, 4, 6, 8, 10],
         "qualities": [0.5] if q else [0.0, 0.25, 0.5, 0.75, 1.0],
         "guard": args.guard,
+        "timeout_s": args.timeout_s,
         "engine": "h100/llama-3.1-8b",
         "clean_requests": 40 if q else 200,
         "clean_runs": 1 if q else (args.seeds or 5),
@@ -502,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["faithful", "clean", "both"], default="both")
     ap.add_argument("--guard", choices=["predicted", "true"], default="predicted",
                     help="exec time in SSJF's starvation guard (authors: true)")
+    ap.add_argument("--timeout-s", type=float, default=BATCH_WAIT_TIMEOUT_S,
+                    help="authors' BATCH_WAIT_TIMEOUT (FCFS idles this long on a partial batch)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
