@@ -139,6 +139,7 @@ class Workload:
         "utility",
     )
 
+    _requests: tuple[Request, ...] | None
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
@@ -290,6 +291,7 @@ class Workload:
         if self._requests is None:
             reqs = tuple(self._row(i) for i in range(len(self)))
             object.__setattr__(self, "_requests", reqs)
+            return reqs
         return self._requests
 
     def _row(self, i: int) -> Request:

@@ -263,7 +263,7 @@ class Schedule:
     def save_npz(self, path: str) -> None:
         """Write the records to one ``.npz`` file."""
         flat = {f"{t}.{k}": v for t, cols in self.to_records().items() for k, v in cols.items()}
-        np.savez_compressed(path, **flat)
+        np.savez_compressed(path, **flat)  # type: ignore[arg-type]
 
     @classmethod
     def load_npz(cls, path: str) -> Schedule:

@@ -267,7 +267,7 @@ def default_workload(slo: SLO | None = None) -> Workload:
         raise TypeError(f"slo must be an SLO, got {type(slo).__name__}")
     w = load_csv(_data_file(TRACES["default"].file))
     cols = w.columns()
-    cols.update(ttft_slo_s=slo.ttft_s, tpot_slo_s=slo.tpot_s, e2e_slo_s=slo.e2e_s)
+    cols.update(ttft_slo_s=slo.ttft_s, tpot_slo_s=slo.tpot_s, e2e_slo_s=slo.e2e_s)  # type: ignore[call-overload]
     return Workload.from_arrays(name="azure-conv-2023-head1000", **cols)
 
 
@@ -403,9 +403,10 @@ def _parse_timestamps(path: PathLike, col: Sequence[str]) -> np.ndarray:
             try:
                 v = np.datetime64(s.strip(), "ns")
             except ValueError:
-                v = np.datetime64("NaT")
+                v = np.datetime64("NaT")  # type: ignore[assignment]
             if np.isnat(v):
                 raise TraceError(path, i + 2, f"bad TIMESTAMP {s!r}") from None
+    assert ts is not None  # a NaT or unparsable row raised above
     return ts
 
 

@@ -553,7 +553,7 @@ def with_slo(
         rng = np.random.default_rng(0)  # nothing random: every row gets the only class
     elif rng is None:
         raise ValueError("with_slo needs an rng to draw a mix of SLO classes")
-    return _rebuild(workload, **assign_slo_classes(n, classes, rng, exact=exact))
+    return _rebuild(workload, **assign_slo_classes(n, classes, rng, exact=exact))  # type: ignore[arg-type]
 
 
 def clip_lengths(

@@ -115,7 +115,7 @@ class PerLLMDispatcher:
             j = int(np.flatnonzero(fits)[np.argmax(ymin[fits])])
         else:
             idx = ucb_index(self._stats, view.request.class_label, view.num_sites, self.delta)
-            j = pick_max(idx, feasible, self._rng)
+            j = pick_max(idx, feasible, self._rng)  # type: ignore[assignment]
             assert j is not None
         e_ref = float(view.energy_j()[fits].max())
         y_other = float(min(y[1, j], y[2, j]))  # compute, memory slack at decision time
