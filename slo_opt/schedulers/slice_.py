@@ -237,6 +237,9 @@ class SLICE:
         Token cap per iteration (``None``: the engine's).
     class_order : tuple of str
         Priority classes, best first.
+    restart_on_replan : bool
+        Restart the cycle at column 0 after every re-selection (``True``, as the code rebuilds
+        the matrix), or continue at the current column of the new mask.
     record_decisions : bool
         Keep every selection instance on ``self.decisions`` (for the admission-MILP report).
 
@@ -280,6 +283,7 @@ class SLICE:
     typical_context_tokens: int = 512
     max_batch_tokens: int | None = None
     class_order: tuple[str, ...] = DEFAULT_CLASS_ORDER
+    restart_on_replan: bool = True
     record_decisions: bool = False
     # per-run state
     _latency_s: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
@@ -507,10 +511,15 @@ class SLICE:
         if not active:
             return StepPlan({}, reject=frozenset(reject))
         if active != self._active:
+            c_old = self._mask.shape[1]
+            pos_old = (int(view.step) - self._anchor_step) if c_old else 0
             self._active = active
             self._select(view, active)
-            self._anchor_step = int(view.step)
-            self._cycle_start_s = float(view.now_s)
+            if self.restart_on_replan or not c_old or pos_old >= c_old:
+                self._anchor_step = int(view.step)
+                self._cycle_start_s = float(view.now_s)
+            else:  # continue the cycle at the same column of the new mask
+                self._anchor_step = int(view.step) - pos_old % self._mask.shape[1]
         c = self._mask.shape[1]
         pos = int(view.step) - self._anchor_step
         if pos >= c:

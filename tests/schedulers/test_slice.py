@@ -30,7 +30,7 @@ LAT_S = np.array([14, 27, 38, 50, 60, 72, 83, 125, 126, 123, 124, 125, 126, 123,
 OPTIONS = [
     {},
     {"pacing": "paced", "period_s": 0.5},
-    {"placement": "spread"},
+    {"placement": "spread", "restart_on_replan": False},
     {"stop_rule": "skip", "rank_by": "rate"},
     {"infeasible": "best_effort", "rate_rounding": "floor", "max_tasks": 3},
     {"utility_source": "code", "ratio": 0.5, "placement": "spread", "pacing": "paced"},
