@@ -423,6 +423,7 @@ def solve(
         f.fix(model, fix, inst)
     if relax:
         model.integer[:] = False
+        model.info.setdefault("lp_solver", "ipm")  # simplex stalls on these degenerate LPs
     build_s = time.perf_counter() - t0
     if model.info.get("infeasible"):  # the formulation proved infeasibility while building
         return SolveResult(status=Status.INFEASIBLE, incumbent=None, bound=None, schedule=None,
