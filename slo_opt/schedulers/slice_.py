@@ -513,6 +513,8 @@ class SLICE:
         if active != self._active:
             c_old = self._mask.shape[1]
             pos_old = (int(view.step) - self._anchor_step) if c_old else 0
+            if c_old and self.pacing == "work_conserving":
+                pos_old %= c_old  # fast-forward may have run whole cycles since the anchor
             self._active = active
             self._select(view, active)
             if self.restart_on_replan or not c_old or pos_old >= c_old:
