@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "h100": [20.0] if q else [2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0]},
         "schedulers": ["slice", "orca", "fastserve"] if q else
         ["slice", "slice_skip", "slice_tuned", "orca", "fastserve", "vllm", "edf"],
-        "slopes_ms": [0.0, 11.5] if q else [0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 11.5, 15.0],
+        "slopes_ms": [0.0, 11.5] if q else [0.0, 2.0, 4.0, 8.0, 11.5, 13.0],
         "slope_rate": 0.6,
         "max_decisions": 10 if q else 60,
         "bound_instances": 1 if q else 8, "bound_requests": 6 if q else 8,
