@@ -161,7 +161,7 @@ class ShortestFirst(FCFS):
         if not plan.tokens and math.isfinite(nxt) and pending:
             w = plan.wait_until_s
             changes["wait_until_s"] = min(min(pending), w if w is not None else math.inf)
-        return dataclasses.replace(plan, **changes) if changes else plan
+        return dataclasses.replace(plan, **changes) if changes else plan  # type: ignore[arg-type]
 
 
 @register

@@ -490,7 +490,7 @@ class SLICE:
         dts = decode_step_times_s(view.engine, int(rids.size), ctx0, m)
         align = getattr(view.engine, "align_start_s", None)
         if align is not None:  # slotted engine: iterations start on the slot grid
-            slot = float(view.engine.step_s)
+            slot = float(view.engine.step_s)  # type: ignore[attr-defined]
             starts = (round(float(align(view.now_s)) / slot) + np.arange(m)) * slot
             ends = starts + dts
         else:
