@@ -68,8 +68,56 @@ def _blocks(tokens: int, b: int) -> int:
     return -(-tokens // b)
 
 
+class _Cols:
+    """Growable numpy columns with amortised O(1) appends (the simulator's record buffers)."""
+
+    __slots__ = ("cap", "cols", "n")
+
+    def __init__(self, dtypes: tuple[Any, ...], cap: int = 1024) -> None:
+        self.cols = [np.empty(cap, dt) for dt in dtypes]
+        self.n = 0
+        self.cap = cap
+
+    def reserve(self, k: int) -> int:
+        """Append ``k`` uninitialised rows; return the index of the first."""
+        i = self.n
+        j = i + k
+        if j > self.cap:
+            cap = max(j, 2 * self.cap)
+            for c, old in enumerate(self.cols):
+                new = np.empty(cap, old.dtype)
+                new[:i] = old[:i]
+                self.cols[c] = new
+            self.cap = cap
+        self.n = j
+        return i
+
+    def columns(self) -> list[np.ndarray]:
+        """The filled part of every column (copies, so the buffers can be freed)."""
+        return [c[: self.n].copy() for c in self.cols]
+
+
+_EMPTY_IDS = np.zeros(0, np.int64)
+_EMPTY_IDS.setflags(write=False)
+
+
+def _ids(xs: list[int]) -> np.ndarray:
+    if not xs:
+        return _EMPTY_IDS
+    a = np.array(xs, dtype=np.int64)
+    a.setflags(write=False)
+    return a
+
+
 class _Sim:
-    """Mutable state of one run (private; the public API is :func:`simulate`)."""
+    """Mutable state of one run (private; the public API is :func:`simulate`).
+
+    Hot-path notes: step rows go to growable column buffers (:class:`_Cols`); allocations are
+    merged into run-length rows online (an open single-token run per request, extended while
+    the request keeps computing one token per consecutive step), which gives exactly the rows
+    of :func:`compress_allocs` without storing one row per (step, request); the id arrays of
+    the :class:`EngineView` are cached (read-only) until the queues change.
+    """
 
     def __init__(self, workload: Workload, engine: EngineModel, scheduler: Any,
                  fast_forward: bool, max_steps: int | None, progress: bool,
@@ -98,9 +146,11 @@ class _Sim:
         self.b = int(engine.kv_block_tokens)
         self.cap_blocks = int(engine.kv_capacity_tokens) // self.b
         self.free_blocks = self.cap_blocks
+        self.max_batch_tokens = engine.max_batch_tokens
         self.waiting: list[int] = []
         self.running: list[int] = []
         self.swapped: list[int] = []
+        self._views: list[np.ndarray | None] = [None, None, None]  # waiting, running, swapped
         self.next_arrival = 0
         self.online = online
         self.pending: list[tuple[float, int]] = []  # online: heap of (release_s, rid)
@@ -110,20 +160,15 @@ class _Sim:
         self.now = 0.0
         self.step = 0
         self.pending_swap_s = 0.0
-        # records (lists of arrays, concatenated at the end)
-        self.st_start: list[np.ndarray] = []
-        self.st_end: list[np.ndarray] = []
-        self.st_pf: list[np.ndarray] = []
-        self.st_dec: list[np.ndarray] = []
-        self.st_ctx: list[np.ndarray] = []
-        self.st_swap: list[np.ndarray] = []
-        self.al_req: list[np.ndarray] = []
-        self.al_step: list[np.ndarray] = []
-        self.al_num: list[np.ndarray] = []
-        self.al_tok: list[np.ndarray] = []
-        self.al_mg: list[np.ndarray] = []
+        self._last_end = 0.0
+        # records: step rows; run-length allocation rows (emitted) + open runs per request
+        self.steps = _Cols((float, float, np.int64, np.int64, np.int64, float))
+        self.allocs = _Cols((np.int64, np.int64, np.int64, np.int64))  # req, step, num, tok
+        self.run_start = np.zeros(n, np.int64)
+        self.run_end = np.full(n, -1, np.int64)  # exclusive end step of the open run, -1: none
         self.ev: list[tuple[int, int, int, int]] = []
         self.align: Callable[[float], float] | None = getattr(engine, "align_start_s", None)
+        self.slot_s = float(getattr(engine, "step_s", 0.0))
         self.bw = float(getattr(engine, "host_bandwidth_bytes_per_s", math.inf))
         self.kvb = float(getattr(engine, "kv_bytes_per_token", 0))
 
@@ -155,7 +200,11 @@ class _Sim:
                 self.num_closed += 1
             else:
                 self.state[rid] = _WAITING
-                bisect.insort(self.waiting, rid)
+                if not self.waiting or rid > self.waiting[-1]:
+                    self.waiting.append(rid)
+                else:
+                    bisect.insort(self.waiting, rid)
+                self._views[0] = None
 
     def push(self, rid: int, release_s: float) -> None:
         """Online mode: request ``rid`` reaches this engine at ``release_s`` (>= its arrival)."""
@@ -170,24 +219,33 @@ class _Sim:
         heapq.heappush(self.pending, (float(release_s), int(rid)))
 
     def view(self) -> EngineView:
-        na = self.next_arrival_s()
+        v = self._views
+        if v[0] is None:
+            v[0] = _ids(self.waiting)
+        if v[1] is None:
+            v[1] = _ids(self.running)
+        if v[2] is None:
+            v[2] = _ids(self.swapped)
         return EngineView(
             now_s=self.now,
             step=self.step,
             engine=self.e,
             workload=self.w,
-            waiting=np.array(self.waiting, dtype=np.int64),
-            running=np.array(self.running, dtype=np.int64),
-            swapped=np.array(self.swapped, dtype=np.int64),
+            waiting=v[0],
+            running=v[1],
+            swapped=v[2],
             num_computed=self.computed,
             num_generated=self.generated,
             kv_free_blocks=self.free_blocks,
             first_scheduled_s=self.first_scheduled_s,
-            next_arrival_s=na,
+            next_arrival_s=self.next_arrival_s(),
         )
 
     # ---------------------------------------------------------------------------------
     def apply_evictions(self, plan: StepPlan) -> bool:
+        if not (plan.reject or plan.preempt or plan.swap_out):
+            return False
+        self._views[0] = self._views[1] = self._views[2] = None
         changed = False
         for rid in sorted(plan.reject):
             if not (0 <= rid < self.n) or self.state[rid] != _WAITING:
@@ -256,6 +314,7 @@ class _Sim:
         nothing to wait for is a stall. Otherwise (online) it simply waits for pushes.
         """
         idle_loops = 0
+        plan_fn = self.s.plan
         while True:
             self.admit_arrivals()
             if self.all_closed():
@@ -270,7 +329,7 @@ class _Sim:
             start = self.align(self.now) if self.align is not None else self.now
             if start >= limit_s:
                 break
-            plan = self.s.plan(self.view())
+            plan = plan_fn(self.view())
             if not isinstance(plan, StepPlan):
                 self.fail(f"plan() must return a StepPlan, got {type(plan).__name__}")
             changed = self.apply_evictions(plan)
@@ -306,21 +365,27 @@ class _Sim:
 
     # ---------------------------------------------------------------------------------
     def execute(self, plan: StepPlan, limit_s: float = math.inf) -> None:
-        items = sorted((int(r), int(t)) for r, t in plan.tokens.items())
-        rids = np.fromiter((r for r, _ in items), np.int64, len(items))
-        toks = np.fromiter((t for _, t in items), np.int64, len(items))
-        if rids.size and (rids[0] < 0 or rids[-1] >= self.n):
+        tk = plan.tokens
+        m = len(tk)
+        rids = np.fromiter(tk.keys(), np.int64, m)
+        toks = np.fromiter(tk.values(), np.int64, m)
+        if m > 1:
+            order = rids.argsort(kind="stable")
+            rids = rids[order]
+            toks = toks[order]
+        if rids[0] < 0 or rids[-1] >= self.n:
             self.fail(f"unknown request id in {rids.tolist()}")
         st = self.state[rids]
-        bad = (st != _WAITING) & (st != _RUNNING) & (st != _SWAPPED)
-        if bad.any():
+        if st.min() < _WAITING or st.max() > _SWAPPED:
+            bad = (st != _WAITING) & (st != _RUNNING) & (st != _SWAPPED)
             r = int(rids[np.flatnonzero(bad)[0]])
             why = {_NOT_ARRIVED: "has not arrived", _DONE: "is finished",
                    _REJECTED: "was rejected"}.get(int(self.state[r]), "is not schedulable")
             self.fail(f"request {r} {why}")
         comp = self.computed[rids]
-        nxt = self.P[rids] + self.generated[rids] - comp
-        if (toks < 1).any():
+        gen_old = self.generated[rids]
+        nxt = self.P[rids] + gen_old - comp
+        if toks.min() < 1:
             r = int(rids[np.flatnonzero(toks < 1)[0]])
             self.fail(f"request {r}: tokens must be >= 1")
         over = toks > nxt
@@ -328,33 +393,45 @@ class _Sim:
             i = int(np.flatnonzero(over)[0])
             self.fail(f"request {int(rids[i])}: {int(toks[i])} tokens > next_tokens {int(nxt[i])}")
         total = int(toks.sum())
-        if total > self.e.max_batch_tokens:
+        if total > self.max_batch_tokens:
             self.fail(f"{total} tokens exceed the engine's max_batch_tokens {self.e.max_batch_tokens}")
-        # KV: swapped-in requests bring their blocks back; everyone may grow.
-        new_blocks = -(-(comp + toks) // self.b)
-        need = new_blocks - np.where(st == _SWAPPED, 0, self.held[rids])
-        if int(need.sum()) > self.free_blocks:
-            self.fail(f"KV overflow: needs {int(need.sum())} blocks, {self.free_blocks} free")
-        swapped_in = rids[st == _SWAPPED]
+        # KV: swapped-in requests bring their blocks back (they hold none); everyone may grow.
+        b = self.b
+        newc = comp + toks
+        new_held = -(-newc // b)
+        held = self.held[rids]  # 0 for waiting and swapped requests
+        need = int(new_held.sum()) - int(held.sum())
+        if need > self.free_blocks:
+            self.fail(f"KV overflow: needs {need} blocks, {self.free_blocks} free")
         swap_s = self.pending_swap_s
         self.pending_swap_s = 0.0
-        for r in swapped_in.tolist():
-            c = int(self.computed[r])
-            self.ev.append((self.step, r, int(EventKind.SWAP_IN), c))
-            swap_s += c * self.kvb / self.bw
-            self.swapped.remove(r)
+        swapped_in = False
+        if self.swapped:
+            sw = st == _SWAPPED
+            if sw.any():
+                swapped_in = True
+                self._views[2] = None
+                for r in rids[sw].tolist():
+                    c = int(self.computed[r])
+                    self.ev.append((self.step, r, int(EventKind.SWAP_IN), c))
+                    swap_s += c * self.kvb / self.bw
+                    self.swapped.remove(r)
         # batch shape
-        is_dec = (toks == 1) & (nxt == 1) & (self.generated[rids] >= 1)
-        n_dec = int(is_dec.sum())
-        ctx_dec = int((comp[is_dec] + 1).sum())
-        pf = ~is_dec
-        shape = BatchShape(
-            prefill_tokens=int(toks[pf].sum()),
-            decode_seqs=n_dec,
-            decode_context_tokens=ctx_dec,
-            prefill_seqs=int(pf.sum()),
-            prefill_context_tokens=int((comp[pf] + toks[pf]).sum()),
-        )
+        is_dec = (toks == 1) & (nxt == 1) & (gen_old >= 1)
+        n_dec = int(np.count_nonzero(is_dec))
+        pure = n_dec == m
+        if pure:
+            ctx_dec = int(comp.sum()) + m
+            shape = BatchShape(decode_seqs=m, decode_context_tokens=ctx_dec)
+        else:
+            pf = ~is_dec
+            shape = BatchShape(
+                prefill_tokens=int(toks[pf].sum()),
+                decode_seqs=n_dec,
+                decode_context_tokens=int((comp[is_dec] + 1).sum()),
+                prefill_seqs=m - n_dec,
+                prefill_context_tokens=int(newc[pf].sum()),
+            )
         start = self.align(self.now) if self.align is not None else self.now
         dt = float(self.e.step_time_s(shape))
         if not (dt > 0 and math.isfinite(dt)):
@@ -362,41 +439,72 @@ class _Sim:
         end = start + dt + swap_s
 
         # fast-forward a pure-decode plan the policy promised to repeat
+        step = self.step
         k = 1
-        if (self.ff and n_dec == rids.size and plan.repeat_until_s > start
-                and not plan.preempt and not plan.swap_out and swapped_in.size == 0):
-            k = self.fast_forward_len(rids, comp, start, end, min(plan.repeat_until_s, limit_s))
+        if (self.ff and pure and plan.repeat_until_s > start
+                and not plan.preempt and not plan.swap_out and not swapped_in):
+            k = self.fast_forward_len(rids, comp, gen_old, start, dt,
+                                      min(plan.repeat_until_s, limit_s))
+        sc = self.steps.cols
         if k > 1:
-            self.record_ff(rids, comp, start, k)
+            starts, ends, ctx0 = self._ff_times
+            i = self.steps.reserve(k)
+            sc = self.steps.cols
+            j = i + k
+            sc[0][i:j] = starts
+            sc[1][i:j] = ends
+            sc[2][i:j] = 0
+            sc[3][i:j] = m
+            sc[4][i:j] = np.arange(ctx0, ctx0 + m * k, m, dtype=np.int64)
+            sc[5][i:j] = 0.0
+            self._last_end = float(ends[-1])
+            self.record_allocs(rids, None, step, k)
         else:
-            self.record_step(start, end, shape, swap_s, rids, toks, (toks == 1) & (nxt == 1))
+            i = self.steps.reserve(1)
+            sc = self.steps.cols
+            sc[0][i] = start
+            sc[1][i] = end
+            sc[2][i] = shape.prefill_tokens
+            sc[3][i] = shape.decode_seqs
+            sc[4][i] = shape.context_tokens
+            sc[5][i] = swap_s
+            self._last_end = end
+            if pure:
+                self.record_allocs(rids, None, step, 1)
+            else:
+                self.record_allocs(rids, toks, step, 1, (toks == 1) & (nxt == 1))
         # state update (k tokens of decode per request, or one step of the plan)
-        first_sched = np.isnan(self.first_scheduled_s[rids])
-        self.first_scheduled_s[rids[first_sched]] = start
-        promoted = rids[(st == _WAITING) | (st == _SWAPPED)]
-        if promoted.size:
-            pset = set(promoted.tolist())
+        if st.min() != _RUNNING or st.max() != _RUNNING:
+            pm = st != _RUNNING
+            promoted = rids[pm]
+            fs = self.first_scheduled_s[promoted]
+            self.first_scheduled_s[promoted[np.isnan(fs)]] = start
+            pl = promoted.tolist()
+            pset = set(pl)
             self.waiting = [r for r in self.waiting if r not in pset]
-            self.running.extend(promoted.tolist())
+            self.running.extend(pl)
             self.state[promoted] = _RUNNING
-        gen_old = self.generated[rids]
+            self._views[0] = self._views[1] = None
+        last_step = step + k - 1
         if k == 1:
-            newc = comp + toks
-            emit = newc == self.P[rids] + gen_old
-            gen = gen_old + emit
+            if pure:
+                gen = gen_old + 1
+            else:
+                emit = toks == nxt
+                gen = gen_old + emit
+                first = emit & (gen_old == 0)
+                if first.any():
+                    fr = rids[first]
+                    self.first_token_step[fr] = last_step
+                    self.first_token_time_s[fr] = self._last_end
         else:
             newc = comp + k
-            emit = np.ones(rids.size, bool)
+            new_held = -(-newc // b)
             gen = gen_old + k
         self.computed[rids] = newc
-        new_held = -(-newc // self.b)
-        self.free_blocks -= int((new_held - np.where(st == _SWAPPED, 0, self.held[rids])).sum())
+        self.free_blocks -= int(new_held.sum()) - int(held.sum())
         self.held[rids] = new_held
         self.generated[rids] = gen
-        last_step = self.step + k - 1
-        first = emit & (gen_old == 0)
-        self.first_token_step[rids[first]] = last_step
-        self.first_token_time_s[rids[first]] = self._last_end
         done = gen == self.O[rids]
         if done.any():
             fin = rids[done]
@@ -407,26 +515,74 @@ class _Sim:
             self.held[fin] = 0
             fset = set(fin.tolist())
             self.running = [r for r in self.running if r not in fset]
+            self._views[1] = None
             self.num_closed += int(fin.size)
         self.step += k
         self.now = float(self._last_end)
 
-    def fast_forward_len(self, rids: np.ndarray, comp: np.ndarray, start: float, end0: float,
-                         repeat_until_s: float) -> int:
-        """Number of identical pure-decode steps that can run before the next event."""
-        k = int((self.O[rids] - self.generated[rids]).min())  # up to and incl. first completion
+    def record_allocs(self, rids: np.ndarray, toks: np.ndarray | None, step: int, k: int,
+                      mergeable: np.ndarray | None = None) -> None:
+        """Record ``rids`` computing ``toks`` in steps ``step .. step+k-1``.
+
+        ``toks=None``: one decode token each (all mergeable). ``mergeable``: rows of one token
+        that emit an output token; consecutive mergeable rows of a request are merged into one
+        run, exactly as :func:`compress_allocs` does.
+        """
+        re = self.run_end[rids]
+        cont = re == step
+        if toks is None:
+            if cont.all():
+                self.run_end[rids] = step + k
+                return
+            one = np.ones(rids.size, bool)
+        else:
+            one = mergeable
+            cont &= one
+        has = re >= 0
+        close = has & ~cont
+        if close.any():
+            cr = rids[close]
+            cs = self.run_start[cr]
+            self._emit(cr, cs, re[close] - cs, None)
+        newrun = one & ~cont
+        if newrun.any():
+            self.run_start[rids[newrun]] = step
+        self.run_end[rids[one]] = step + k
+        if toks is not None and not one.all():
+            multi = ~one
+            mr = rids[multi]
+            self.run_end[mr] = -1
+            self._emit(mr, step, 1, toks[multi])
+
+    def _emit(self, req: np.ndarray, step: Any, num: Any, tok: np.ndarray | None) -> None:
+        i = self.allocs.reserve(req.size)
+        j = self.allocs.n
+        c = self.allocs.cols
+        c[0][i:j] = req
+        c[1][i:j] = step
+        c[2][i:j] = num
+        c[3][i:j] = 1 if tok is None else tok
+
+    def fast_forward_len(self, rids: np.ndarray, comp: np.ndarray, gen: np.ndarray,
+                         start: float, dt0: float, repeat_until_s: float) -> int:
+        """Number of identical pure-decode steps that can run before the next event.
+
+        Sets ``self._ff_times = (starts, ends, ctx0)`` for the returned ``k > 1`` steps.
+        """
+        k = int((self.O[rids] - gen).min())  # up to and incl. first completion
         if k <= 1:
             return 1
         # KV: block acquisitions (step numbers 1..k) per request; stop before the (F+1)-th.
         b = self.b
         first_acq = (-(-comp // b)) * b - comp + 1  # step at which a new block is first needed
-        counts = np.maximum(0, (k - first_acq) // b + 1)
-        if int(counts.sum()) > self.free_blocks:
-            acq = np.concatenate([
-                fa + b * np.arange(c) for fa, c in zip(first_acq.tolist(), counts.tolist()) if c
-            ])
-            acq.sort()
-            k = min(k, int(acq[self.free_blocks]) - 1)
+        counts = (k - first_acq) // b + 1
+        np.maximum(counts, 0, out=counts)
+        tot = int(counts.sum())
+        if tot > self.free_blocks:
+            offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+            acq = np.repeat(first_acq, counts) + b * offs
+            f = self.free_blocks
+            k = min(k, int(np.partition(acq, f)[f]) - 1)
             if k <= 1:
                 return 1
         if self.max_steps is not None:
@@ -434,72 +590,67 @@ class _Sim:
         # time: steps starting before the next arrival and before the promise horizon run
         limit = min(self.next_arrival_s() - ARRIVAL_EPS_S, repeat_until_s)
         n = int(rids.size)
-        ctx0 = int((comp + 1).sum())
-        dts = decode_step_times_s(self.e, n, ctx0, k)
-        starts, ends = self._times(start, dts)
-        ok = starts < limit
-        ok[0] = True
-        k = int(np.argmin(ok)) if not ok.all() else k
-        self._ff_times = (starts[:k], ends[:k], dts[:k], ctx0, n)
-        return max(k, 1)
-
-    def _times(self, start: float, dts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = dts.size
-        if self.align is not None:
-            slot = float(getattr(self.e, "step_s", 0.0))
-            idx = round(start / slot) if slot else 0
-            starts = (idx + np.arange(k)) * slot
-            return starts, starts + dts
-        ends = np.add.accumulate(np.concatenate(([start], dts)))[1:]
-        starts = np.concatenate(([start], ends[:-1]))
-        return starts, ends
-
-    def record_step(self, start: float, end: float, shape: BatchShape, swap_s: float,
-                    rids: np.ndarray, toks: np.ndarray, mergeable: np.ndarray) -> None:
-        self.st_start.append(np.array([start]))
-        self.st_end.append(np.array([end]))
-        self.st_pf.append(np.array([shape.prefill_tokens], np.int64))
-        self.st_dec.append(np.array([shape.decode_seqs], np.int64))
-        self.st_ctx.append(np.array([shape.context_tokens], np.int64))
-        self.st_swap.append(np.array([swap_s]))
-        self.al_req.append(rids)
-        self.al_step.append(np.full(rids.size, self.step, np.int64))
-        self.al_num.append(np.ones(rids.size, np.int64))
-        self.al_tok.append(toks)
-        self.al_mg.append(mergeable)
-        self._last_end = end
-
-    def record_ff(self, rids: np.ndarray, comp: np.ndarray, start: float, k: int) -> None:
-        starts, ends, _dts, ctx0, n = self._ff_times
-        self.st_start.append(starts)
-        self.st_end.append(ends)
-        self.st_pf.append(np.zeros(k, np.int64))
-        self.st_dec.append(np.full(k, n, np.int64))
-        self.st_ctx.append(ctx0 + n * np.arange(k, dtype=np.int64))
-        self.st_swap.append(np.zeros(k))
-        self.al_req.append(rids)
-        self.al_step.append(np.full(rids.size, self.step, np.int64))
-        self.al_num.append(np.full(rids.size, k, np.int64))
-        self.al_tok.append(np.ones(rids.size, np.int64))
-        self.al_mg.append(np.ones(rids.size, bool))
-        self._last_end = float(ends[-1])
+        ctx0 = int(comp.sum()) + n
+        if math.isinf(limit):
+            chunk = k
+        else:  # most runs end at an arrival: compute about as many steps as fit before it
+            chunk = min(k, max(16, int((limit - start) / dt0) + 2)) if limit > start else 2
+        parts_s: list[np.ndarray] = []
+        parts_e: list[np.ndarray] = []
+        pos = 0
+        carry = start
+        idx0 = round(start / self.slot_s) if (self.align is not None and self.slot_s) else 0
+        while True:
+            dts = decode_step_times_s(self.e, n, ctx0 + pos * n, chunk)
+            if self.align is not None:
+                starts = (idx0 + pos + np.arange(chunk)) * self.slot_s
+                ends = starts + dts
+            else:
+                ends = np.add.accumulate(np.concatenate(([carry], dts)))[1:]
+                starts = np.concatenate(([carry], ends[:-1]))
+            late = starts >= limit
+            if pos == 0:
+                late[0] = False
+            if late.any():
+                cut = int(np.argmax(late))
+                parts_s.append(starts[:cut])
+                parts_e.append(ends[:cut])
+                pos += cut
+                break
+            parts_s.append(starts)
+            parts_e.append(ends)
+            pos += chunk
+            if pos >= k:
+                break
+            carry = float(ends[-1])
+            chunk = min(k - pos, 2 * chunk)
+        if pos <= 1:
+            return 1
+        if len(parts_s) == 1:
+            self._ff_times = (parts_s[0], parts_e[0], ctx0)
+        else:
+            self._ff_times = (np.concatenate(parts_s), np.concatenate(parts_e), ctx0)
+        return pos
 
     def finish(self, wall_s: float) -> Schedule:
         if self.bar is not None:
             self.bar.update(self.num_closed - self.last_closed)
             self.bar.close()
             self.bar = None
-        def cat(parts: list[np.ndarray], dt: Any) -> np.ndarray:
-            return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
-
-        steps = StepTable(
-            start_s=cat(self.st_start, float), end_s=cat(self.st_end, float),
-            prefill_tokens=cat(self.st_pf, np.int64), decode_seqs=cat(self.st_dec, np.int64),
-            context_tokens=cat(self.st_ctx, np.int64), swap_s=cat(self.st_swap, float),
-        )
-        allocs = compress_allocs(cat(self.al_req, np.int64), cat(self.al_step, np.int64),
-                                 cat(self.al_num, np.int64), cat(self.al_tok, np.int64),
-                                 cat(self.al_mg, bool))
+        start_s, end_s, pf, dec, ctx, swap = self.steps.columns()
+        self.steps = _Cols((float, float, np.int64, np.int64, np.int64, float), cap=1)
+        steps = StepTable(start_s=start_s, end_s=end_s, prefill_tokens=pf, decode_seqs=dec,
+                          context_tokens=ctx, swap_s=swap)
+        # close the open single-token runs
+        open_ = np.flatnonzero(self.run_end >= 0)
+        if open_.size:
+            rs = self.run_start[open_]
+            self._emit(open_, rs, self.run_end[open_] - rs, None)
+            self.run_end[open_] = -1
+        req, step, num, tok = self.allocs.columns()
+        order = np.lexsort((req, step))
+        allocs = AllocTable(request=req[order], step=step[order], tokens=tok[order],
+                            num_steps=num[order])
         ev = np.array(self.ev, dtype=np.int64).reshape(-1, 4)
         events = EventTable(step=ev[:, 0], request=ev[:, 1], kind=ev[:, 2], tokens=ev[:, 3])
         return Schedule(
