@@ -1,62 +1,179 @@
-"""Simulator throughput: simulated requests/s and iterations/s of `vllm` on the Azure conv 2023
-trace (19,366 requests) with the H100 Llama-3.1-8B engine profile, with and without fast-forward.
+"""Simulator throughput: simulated requests/s and iterations/s with and without fast-forward.
 
-Usage: ``python benchmarks/simulator.py [--out benchmarks/results] [--no-ff-limit N]``.
-Without fast-forward the run is limited to the first N requests (default 3000) and labelled so.
-Writes ``simulator.json``.
+Two parts (issue 8):
+
+1. **Traces**: ``vllm`` on the full Azure 2023 conversation and code traces with the H100
+   Llama-3.1-8B engine profile, with and without fast-forward (without: on the first
+   ``--no-ff-limit`` requests when given, labelled so).
+2. **Scaling**: synthetic Poisson workloads of 10^3 .. ``--max-n`` requests (ShareGPT length
+   table, ``--rate`` req/s, fixed seed) under ``vllm`` with fast-forward: wall time vs number of
+   requests and the log-log slope (1 = linear growth). Without fast-forward only the two
+   smallest sizes are run; the 10^6 figure is *extrapolated* linearly from the larger of them
+   and labelled ``extrapolated`` in the JSON.
+
+Usage: ``python benchmarks/simulator.py [--out benchmarks/results] [--max-n 1000000]
+[--no-ff-limit N] [--rate 4.0] [--quick]``. Writes ``simulator.json`` and
+``simulator_scaling.png``. Timings are wall-clock on whatever machine runs it (other jobs may
+share the cores); the JSON records the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from pathlib import Path
+
+import numpy as np
 
 from slo_opt import make, simulate
 from slo_opt.metrics import summary
 from slo_opt.models.catalog import get_engine
 from slo_opt.request import SLO
-from slo_opt.traces import load_trace
-from slo_opt.workload import with_slo
+from slo_opt.traces import available_traces, load_trace
+from slo_opt.workload import EmpiricalLengths, synthetic, with_slo
 
 
-def run(workload, engine, ff: bool) -> dict:
+def run(workload, engine, ff: bool, scheduler: str = "vllm") -> dict:
     t0 = time.perf_counter()
-    s = simulate(workload, engine, make("vllm"), fast_forward=ff)
+    s = simulate(workload, engine, make(scheduler), fast_forward=ff)
     wall = time.perf_counter() - t0
     sm = summary(s, workload)
     return {"requests": len(workload), "fast_forward": ff, "wall_s": wall,
             "requests_per_s": len(workload) / wall, "iterations": s.num_steps,
             "iterations_per_s": s.num_steps / wall, "alloc_rows": len(s.allocs),
-            "attainment": sm["attainment"], "p99_ttft_s": sm["p99_ttft_s"]}
+            "attainment": sm["attainment"], "p99_ttft_s": sm["p99_ttft_s"],
+            "makespan_s": s.makespan_s}
+
+
+def _print(tag: str, r: dict) -> None:
+    print(f"{tag:<12} {r['requests']:>8} req  ff={r['fast_forward']!s:<5} {r['wall_s']:8.2f} s "
+          f"{r['requests_per_s']:9.0f} req/s {r['iterations_per_s']:10.0f} it/s "
+          f"({r['iterations']} iterations)", flush=True)
+
+
+def traces_part(eng, traces: list[str], no_ff_limit: int | None) -> list[dict]:
+    out = []
+    for name in traces:
+        if name not in available_traces():
+            print(f"{name}: not available (set SLO_OPT_TRACES_DIR); skipped")
+            continue
+        w = with_slo(load_trace(name), SLO(ttft_s=2.0, tpot_s=0.2))
+        ff = run(w, eng, True)
+        _print(name, ff)
+        sub = w if no_ff_limit is None else w.head(no_ff_limit)
+        noff = run(sub, eng, False)
+        _print(name, noff)
+        res = {"trace": name, "ff": ff, "no_ff": noff,
+               "no_ff_subset": None if no_ff_limit is None else no_ff_limit,
+               "speedup_requests_per_s": ff["requests_per_s"] / noff["requests_per_s"]}
+        if no_ff_limit is not None:
+            res["note"] = (f"no-FF measured on the first {no_ff_limit} requests; speed-up compares "
+                           "req/s of the full FF run with req/s of that subset")
+        print(f"{name}: fast-forward speed-up x{res['speedup_requests_per_s']:.1f}")
+        out.append(res)
+    return out
+
+
+def scaling_part(eng, sizes: list[int], rate: float, no_ff_sizes: list[int], seed: int) -> dict:
+    lengths = EmpiricalLengths.default()
+    rows = []
+    for n in sizes:
+        w = synthetic(n, rate, lengths, np.random.default_rng(seed), name=f"poisson-{n}")
+        r = run(w, eng, True)
+        _print("scaling", r)
+        rows.append(r)
+    noff = []
+    for n in no_ff_sizes:
+        w = synthetic(n, rate, lengths, np.random.default_rng(seed), name=f"poisson-{n}")
+        r = run(w, eng, False)
+        _print("scaling", r)
+        noff.append(r)
+    ns = np.array([r["requests"] for r in rows], float)
+    ts = np.array([r["wall_s"] for r in rows], float)
+    big = ns >= 1e4  # fixed start-up costs dominate the smallest size
+    sel = big if big.sum() >= 2 else np.ones_like(big)
+    slope = float(np.polyfit(np.log10(ns[sel]), np.log10(ts[sel]), 1)[0]) if sel.sum() >= 2 else math.nan
+    res = {"rate_per_s": rate, "lengths": "EmpiricalLengths.default() (ShareGPT table)",
+           "seed": seed, "ff": rows, "no_ff": noff, "loglog_slope_n_ge_1e4": slope}
+    if noff and rows:
+        ref = noff[-1]
+        us_per_req = ref["wall_s"] / ref["requests"]
+        big_ff = rows[-1]
+        extrap = us_per_req * big_ff["requests"]
+        res["no_ff_extrapolated"] = {
+            "requests": big_ff["requests"], "wall_s": extrap, "extrapolated": True,
+            "from_requests": ref["requests"],
+            "speedup": extrap / big_ff["wall_s"],
+            "note": "no-FF wall time extrapolated linearly from the largest measured no-FF size",
+        }
+        print(f"no-FF at {big_ff['requests']} requests (extrapolated from {ref['requests']}): "
+              f"{extrap:.0f} s, fast-forward speed-up x{extrap / big_ff['wall_s']:.1f}")
+    print(f"log-log slope of wall time vs requests (n >= 1e4): {slope:.3f}")
+    return res
+
+
+def plot(scal: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ns = [r["requests"] for r in scal["ff"]]
+    ax.loglog(ns, [r["wall_s"] for r in scal["ff"]], "o-", label="fast-forward")
+    if scal["no_ff"]:
+        ax.loglog([r["requests"] for r in scal["no_ff"]], [r["wall_s"] for r in scal["no_ff"]],
+                  "s-", label="step by step")
+    ex = scal.get("no_ff_extrapolated")
+    if ex:
+        last = scal["no_ff"][-1]
+        ax.loglog([last["requests"], ex["requests"]], [last["wall_s"], ex["wall_s"]], "s:",
+                  color="C1", alpha=0.6, label="step by step (extrapolated)")
+    ref = np.array([ns[0], ns[-1]], float)
+    t0 = scal["ff"][-1]["wall_s"]
+    ax.loglog(ref, t0 * ref / ns[-1], "k--", lw=0.8, label="linear")
+    ax.set_xlabel("requests")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title(f"vllm, h100/llama-3.1-8b, Poisson {scal['rate_per_s']} req/s\n"
+                 f"slope {scal['loglog_slope_n_ge_1e4']:.2f}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--trace", default="azure-conv")
     ap.add_argument("--profile", default="h100/llama-3.1-8b")
-    ap.add_argument("--no-ff-limit", type=int, default=3000)
+    ap.add_argument("--traces", default="azure-conv,azure-code")
+    ap.add_argument("--no-ff-limit", type=int, default=None,
+                    help="run the no-FF trace baselines on the first N requests only")
+    ap.add_argument("--max-n", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=float, default=4.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
     a = ap.parse_args(argv)
-    w = with_slo(load_trace(a.trace), SLO(ttft_s=2.0, tpot_s=0.2))
     eng = get_engine(a.profile)
-    rows = [run(w, eng, True), run(w.head(a.no_ff_limit), eng, True),
-            run(w.head(a.no_ff_limit), eng, False)]
-    speedup = rows[1]["requests_per_s"] / rows[2]["requests_per_s"]
-    res = {"trace": a.trace, "profile": a.profile, "engine": repr(eng), "rows": rows,
-           "fast_forward_speedup_on_subset": speedup, "machine": platform.platform(),
-           "python": platform.python_version()}
-    for r in rows:
-        print(f"{r['requests']:>6} requests  ff={r['fast_forward']!s:<5}  {r['wall_s']:7.2f} s  "
-              f"{r['requests_per_s']:9.0f} req/s  {r['iterations_per_s']:9.0f} it/s  "
-              f"({r['iterations']} iterations)")
-    print(f"fast-forward speed-up on the first {a.no_ff_limit} requests: x{speedup:.1f}")
+    if a.quick:
+        a.max_n = min(a.max_n, 3000)
+        a.traces = "default"
+    sizes = [n for n in (1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000) if n <= a.max_n]
+    no_ff_sizes = [n for n in (1000, 10_000) if n <= a.max_n]
+    traces = traces_part(eng, [t for t in a.traces.split(",") if t], a.no_ff_limit)
+    scal = scaling_part(eng, sizes, a.rate, no_ff_sizes, a.seed)
+    res = {"profile": a.profile, "engine": repr(eng), "scheduler": "vllm", "traces": traces,
+           "scaling": scal, "machine": platform.platform(), "python": platform.python_version(),
+           "cpus": __import__("os").cpu_count()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "simulator.json").write_text(json.dumps(res, indent=2))
-    print(f"wrote {out / 'simulator.json'}")
+    plot(scal, out / "simulator_scaling.png")
+    print(f"wrote {out / 'simulator.json'} and {out / 'simulator_scaling.png'}")
     return 0
 
 
