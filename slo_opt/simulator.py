@@ -263,9 +263,9 @@ class _Sim:
             step=self.step,
             engine=self.e,
             workload=self.w,
-            waiting=v[0],
-            running=v[1],
-            swapped=v[2],
+            waiting=v[0],  # type: ignore[arg-type]
+            running=v[1],  # type: ignore[arg-type]
+            swapped=v[2],  # type: ignore[arg-type]
             num_computed=self.computed,
             num_generated=self.generated,
             kv_free_blocks=self.free_blocks,
@@ -572,7 +572,7 @@ class _Sim:
                 return
             one = np.ones(rids.size, bool)
         else:
-            one = mergeable
+            one = mergeable  # type: ignore[assignment]
             cont &= one
         has = re >= 0
         close = has & ~cont
