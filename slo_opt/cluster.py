@@ -18,16 +18,26 @@ Network model (PerLLM [Yang et al. 2024, arXiv:2405.14636], system model as rebu
   (noisy) rate, ``E = sum_e tx_power_w_e * nbytes / (bandwidth_e * factor_e)``; this is PerLLM's
   ``E_tran = P_tran * D_tran`` applied per hop.
 
-Power model: :class:`PowerModel` (``idle_w`` whenever the site is on and not computing,
-``busy_w`` during an engine iteration). ``slo_opt.models.power`` did not exist when this module
-was written, so this is a small adapter built from the hardware catalogue
-(:mod:`slo_opt.models.hardware`): idle = catalogue idle power, busy = board power limit (TDP).
+Power model: :class:`PowerModel`. ``idle_w`` is drawn whenever the site is on and not
+computing. During an engine iteration the power is
+
+* *batch-aware* when the site's engine is a catalogue profile ``<gpu>/<model>`` for which
+  :func:`slo_opt.models.power.power_model` resolves (``PowerModel.batch``): ``P(step) = idle +
+  compute_w * u_flops + memory_w * u_mem`` clipped to ``[idle, max]``, evaluated per step of the
+  site's :class:`~slo_opt.schedule.StepTable` (:meth:`PowerModel.steps_energy_j`);
+* *two-level* otherwise (fallback: engines without a catalogue power model, e.g. ``SlotEngine``,
+  or a description that gives ``idle_w`` and ``busy_w`` explicitly): ``busy_w`` per busy second.
 
 Notes
 -----
 Deviations from the paper: links are not shared between concurrent transfers (no contention;
-the placement MILP's per-epoch link rows are the only bandwidth-capacity model), and the busy
-power does not depend on the batch size (an upper bound at TDP).
+the placement MILP's per-epoch link rows are the only bandwidth-capacity model). The step table
+records ``prefill_tokens``, ``decode_seqs`` and the total ``context_tokens`` of a step but not
+how the context splits between prefill and decode sequences; the attention-FLOP term of the
+batch-aware model therefore uses ``prefill_seqs`` = number of multi-token allocations of the
+step (at least 1 if it prefills) and ``prefill_context_tokens`` = the step's context for pure
+prefill steps (exact) and = ``prefill_tokens`` for mixed steps (a lower bound on the chunk's
+attention). Memory bytes (weights + all context KV) are exact.
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ __all__ = [
     "Route",
     "Site",
     "saturated_throughput_tokens_per_s",
+    "service_energy_j",
     "service_time_s",
 ]
 
@@ -70,21 +81,25 @@ class ClusterError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PowerModel:
-    """Two-level power model of one site.
+    """Power model of one site: batch-aware when ``batch`` is set, else two-level.
 
     Parameters
     ----------
     idle_w : float
         Power while on and not computing (W).
     busy_w : float
-        Power during an engine iteration (W), >= ``idle_w``.
+        Two-level model: power during an engine iteration (W), >= ``idle_w``. With ``batch``
+        set it is the board power limit (an upper bound on any step's power).
     source : str
         Provenance of the numbers.
+    batch : slo_opt.models.power.PowerModel, optional
+        Utilisation-driven step power (its ``idle_w`` must equal ``idle_w``).
     """
 
     idle_w: float
     busy_w: float
     source: str = ""
+    batch: Any = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.idle_w) and self.idle_w >= 0):
@@ -92,10 +107,18 @@ class PowerModel:
         if not (math.isfinite(self.busy_w) and self.busy_w >= self.idle_w):
             raise ClusterError(
                 f"PowerModel.busy_w must be finite and >= idle_w={self.idle_w}, got {self.busy_w}")
+        if self.batch is not None:
+            for a in ("gpu", "shape", "idle_w", "compute_w", "memory_w"):
+                if not hasattr(self.batch, a):
+                    raise ClusterError(f"PowerModel.batch must be a slo_opt.models.power."
+                                       f"PowerModel (missing {a!r})")
+            if self.batch.idle_w != self.idle_w:
+                raise ClusterError(f"PowerModel.idle_w={self.idle_w} differs from the batch "
+                                   f"model's idle_w={self.batch.idle_w}")
 
     @classmethod
     def from_gpu(cls, key: str) -> PowerModel:
-        """Idle power and board power limit of a catalogue GPU (``"h100"``, ``"jetson-orin"``)."""
+        """Two-level model: catalogue idle power and board power limit (``"h100"``)."""
         from slo_opt.models.hardware import get_gpu
 
         g = get_gpu(key)
@@ -103,8 +126,73 @@ class PowerModel:
                    f"hardware catalogue {g.key}: idle {g.sources.get('idle_power_w', '')}; "
                    f"busy = max power ({g.sources.get('max_power_w', '')})")
 
+    @classmethod
+    def from_catalog(cls, name: str) -> PowerModel:
+        """Batch-aware model of a catalogue profile ``<gpu>/<model>``.
+
+        Falls back to :meth:`from_gpu` (two-level) when ``slo_opt.models.power`` cannot build a
+        model for ``name`` (unknown model shape, published-table alias).
+        """
+        from slo_opt.models.power import power_model
+
+        try:
+            pm = power_model(name)
+        except (ValueError, KeyError):
+            return cls.from_gpu(name.partition("/")[0])
+        return cls(float(pm.idle_w), float(pm.gpu.max_power_w),
+                   f"slo_opt.models.power.power_model({name!r}): {pm.source}", pm)
+
+    @property
+    def batch_aware(self) -> bool:
+        """Whether step power depends on the batch (``batch`` is set)."""
+        return self.batch is not None
+
+    def step_power_w(self, prefill_tokens: Any, decode_seqs: Any, context_tokens: Any,
+                     step_s: Any, prefill_seqs: Any = None,
+                     prefill_context_tokens: Any = None) -> np.ndarray:
+        """Vectorised board power of steps (W); ``busy_w`` for non-empty steps if two-level.
+
+        Same formula as :meth:`slo_opt.models.power.PowerModel.power_w` (checked equal in
+        ``tests/test_cluster.py``), element-wise. ``prefill_seqs`` defaults to 1 per prefilling
+        step and ``prefill_context_tokens`` to ``prefill_tokens``.
+        """
+        pt = np.asarray(prefill_tokens, float)
+        ds = np.asarray(decode_seqs, float)
+        ctx = np.asarray(context_tokens, float)
+        dt = np.asarray(step_s, float)
+        ntok = pt + ds
+        if self.batch is None:
+            return np.where(ntok > 0, self.busy_w, self.idle_w) + 0.0 * dt
+        from slo_opt.models.kv import kv_bytes_per_token, weight_bytes
+
+        b = self.batch
+        ps = np.ones_like(pt) if prefill_seqs is None else np.asarray(prefill_seqs, float)
+        pc = pt if prefill_context_tokens is None else np.asarray(prefill_context_tokens, float)
+        q = pt * pc / np.maximum(ps, 1.0)
+        flops = b.shape.flops_per_token * ntok + b.shape.attn_flops_per_token_pair * q
+        nbytes = weight_bytes(b.shape) + ctx * kv_bytes_per_token(b.shape)
+        pos = dt > 0
+        safe = np.where(pos, dt, 1.0)
+        uf = np.where(pos, np.minimum(flops / (safe * b.gpu.peak_bf16_flops_per_s), 1.0), 0.0)
+        um = np.where(pos, np.minimum(nbytes / (safe * b.gpu.memory_bandwidth_bytes_per_s), 1.0),
+                      0.0)
+        p = np.clip(b.idle_w + b.compute_w * uf + b.memory_w * um, b.idle_w, b.gpu.max_power_w)
+        return np.where(ntok > 0, p, b.idle_w)
+
+    def steps_energy_j(self, steps: Any, prefill_seqs: Any = None) -> np.ndarray:
+        """Joules of each row of a :class:`~slo_opt.schedule.StepTable` (power x duration).
+
+        ``prefill_seqs`` (per step) is optional; see the module Notes for the context split.
+        """
+        dur = np.asarray(steps.end_s, float) - np.asarray(steps.start_s, float)
+        pt = np.asarray(steps.prefill_tokens)
+        ds = np.asarray(steps.decode_seqs)
+        ctx = np.asarray(steps.context_tokens)
+        pc = np.where(ds == 0, ctx, pt)
+        return self.step_power_w(pt, ds, ctx, dur, prefill_seqs, pc) * dur
+
     def energy_j(self, busy_s: float, horizon_s: float) -> tuple[float, float]:
-        """(busy energy, idle energy) of a site busy ``busy_s`` seconds within ``horizon_s``."""
+        """Two-level (busy energy, idle energy) of ``busy_s`` busy seconds within ``horizon_s``."""
         if busy_s > horizon_s * (1 + 1e-9) + 1e-9:
             raise ValueError(f"busy time {busy_s} exceeds the horizon {horizon_s}")
         return self.busy_w * busy_s, self.idle_w * max(horizon_s - busy_s, 0.0)
@@ -262,8 +350,8 @@ class Cluster:
             [nodes.e0]
             tier = "edge"
             engine = "jetson-orin/llama-3.2-1b"    # catalogue name, or an EngineModel object
-            idle_w = 15.0                          # optional; default from the GPU catalogue
-            busy_w = 60.0
+            idle_w = 15.0                          # optional: both given -> two-level model;
+            busy_w = 60.0                          # default: batch-aware catalogue model
             scheduler = "vllm"                     # optional
             [[links]]
             src = "a0"
@@ -451,7 +539,8 @@ def _site_from_dict(name: str, nd: Any) -> Site:
         power = PowerModel(float(nd["idle_w"]), float(nd["busy_w"]), "cluster description")
     else:
         try:
-            power = PowerModel.from_gpu(gpu_key or "")
+            power = (PowerModel.from_catalog(eng) if isinstance(eng, str)
+                     else PowerModel.from_gpu(gpu_key or ""))
         except ValueError:
             raise ClusterError(f"node {name!r}: no GPU for engine {eng!r} in the hardware "
                                "catalogue; give idle_w and busy_w") from None
@@ -489,6 +578,39 @@ def service_time_s(engine: EngineModel, prompt_tokens: int, output_tokens: int) 
     if o > 1:
         t += float(decode_step_times_s(engine, 1, p + 1, o - 1).sum())
     return t
+
+
+def service_energy_j(engine: EngineModel, power: PowerModel, prompt_tokens: int,
+                     output_tokens: int) -> tuple[float, float]:
+    """Unloaded (batch-of-one) ``(inference time, board energy)`` of one request.
+
+    The same iterations as :func:`service_time_s`, each charged ``power.step_power_w`` (two-level:
+    ``busy_w``); the energy includes the idle floor, so the *marginal* inference energy of the
+    request is ``energy - power.idle_w * time``.
+    """
+    p, o = int(prompt_tokens), int(output_tokens)
+    if p < 1 or o < 1:
+        raise ValueError("prompt_tokens and output_tokens must be >= 1")
+    cap = int(engine.max_batch_tokens)
+    chunks = []
+    done = 0
+    while done < p:
+        c = min(cap, p - done)
+        done += c
+        chunks.append((c, done))
+    pt = np.array([c for c, _ in chunks], float)
+    pc = np.array([d for _, d in chunks], float)
+    pf_s = np.array([float(engine.step_time_s(BatchShape(prefill_tokens=int(c), prefill_seqs=1,
+                                                          prefill_context_tokens=int(d))))
+                     for c, d in chunks])
+    t = float(pf_s.sum())
+    e = float((power.step_power_w(pt, 0, pc, pf_s, 1, pc) * pf_s).sum())
+    if o > 1:
+        dec_s = decode_step_times_s(engine, 1, p + 1, o - 1)
+        ctx = p + 1 + np.arange(o - 1, dtype=float)
+        t += float(dec_s.sum())
+        e += float((power.step_power_w(0, 1, ctx, dec_s) * dec_s).sum())
+    return t, e
 
 
 def saturated_throughput_tokens_per_s(engine: EngineModel, batch_seqs: int = 32,

@@ -13,11 +13,19 @@ Protocol of :func:`simulate_cluster` (PerLLM's online setting, arXiv:2405.14636)
 4. at the end every site drains and per-request records are merged: the result's transfer
    back uses the bandwidth of the slot in which the request finished.
 
-Energy (joules, per site): *busy* = ``busy_w`` x iteration time, *idle* = ``idle_w`` x (horizon -
-busy time), *transmission* = per-hop ``tx_power_w`` x serialisation time of the prompt and the
-result of every request served by the site (charged to the serving site). The horizon is
-common to all sites: ``max(last arrival, last iteration end, last result delivery)`` unless
-given. Busy energy is split over requests by their token share of each iteration.
+Energy (joules, per site): *busy* = the sum over the site's iterations of the step power x
+step time, the step power coming from the site's batch-aware power model
+(:mod:`slo_opt.models.power`, evaluated post hoc on the schedule's step table) or, for sites
+without one, the two-level fallback ``busy_w`` (see :class:`slo_opt.cluster.PowerModel`);
+*idle* = ``idle_w`` x (horizon - busy time); *transmission* = per-hop ``tx_power_w`` x
+serialisation time of the prompt and the result of every request served by the site (charged
+to the serving site). The horizon is common to all sites: ``max(last arrival, last iteration
+end, last result delivery)`` unless given. Busy energy of each iteration is split over its
+requests by their token share, so per-request busy energies sum to the sites' busy energy.
+
+The dispatchers' and the placement MILP's *model* energy of a request is its transmission
+energy plus its marginal unloaded inference energy (batch-of-one board energy minus idle power
+x batch-of-one time, :func:`slo_opt.cluster.service_energy_j`).
 """
 
 from __future__ import annotations
@@ -30,7 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from slo_opt.cluster import Cluster, saturated_throughput_tokens_per_s, service_time_s
+from slo_opt.cluster import (
+    Cluster,
+    saturated_throughput_tokens_per_s,
+    service_energy_j,
+    service_time_s,
+)
 from slo_opt.dispatchers.base import ClusterView, Feedback
 from slo_opt.metrics import SLO_TOL_S
 from slo_opt.request import Workload
@@ -235,24 +248,35 @@ def _origins(workload: Workload, cluster: Cluster) -> list[str]:
 
 
 class _ServiceTimes:
-    """Unloaded inference time per (engine, prompt, output), computed once per distinct engine."""
+    """Unloaded inference time and marginal energy per (engine, power, prompt, output).
+
+    Computed once per distinct (engine, power model) pair of the cluster's sites.
+    """
 
     def __init__(self, cluster: Cluster) -> None:
-        self.engines = [cluster.site(s).engine for s in cluster.sites]
-        uniq: dict[int, int] = {}
-        self.group = np.array([uniq.setdefault(id(e), len(uniq)) for e in self.engines])
-        self.rep = [self.engines[int(np.flatnonzero(self.group == g)[0])] for g in range(len(uniq))]
-        self.cache: dict[tuple[int, int, int], float] = {}
+        sites = [cluster.site(s) for s in cluster.sites]
+        uniq: dict[tuple[int, int], int] = {}
+        self.group = np.array([uniq.setdefault((id(s.engine), id(s.power)), len(uniq))
+                               for s in sites])
+        self.rep = [sites[int(np.flatnonzero(self.group == g)[0])] for g in range(len(uniq))]
+        self.cache: dict[tuple[int, int, int], tuple[float, float]] = {}
 
-    def __call__(self, p: int, o: int) -> np.ndarray:
-        vals = []
-        for g, e in enumerate(self.rep):
+    def both(self, p: int, o: int) -> tuple[np.ndarray, np.ndarray]:
+        """(unloaded inference time, marginal inference energy) at every site."""
+        ts, es = [], []
+        for g, site in enumerate(self.rep):
             k = (g, p, o)
             v = self.cache.get(k)
             if v is None:
-                v = self.cache[k] = service_time_s(e, p, o)
-            vals.append(v)
-        return np.asarray(vals)[self.group]
+                t = service_time_s(site.engine, p, o)
+                _, e = service_energy_j(site.engine, site.power, p, o)
+                v = self.cache[k] = (t, max(e - site.power.idle_w * t, 0.0))
+            ts.append(v[0])
+            es.append(v[1])
+        return np.asarray(ts)[self.group], np.asarray(es)[self.group]
+
+    def __call__(self, p: int, o: int) -> np.ndarray:
+        return self.both(p, o)[0]
 
 
 def simulate_cluster(
@@ -323,7 +347,6 @@ def simulate_cluster(
             sname = scheduler if isinstance(scheduler, str) else scheduler.get(name, "vllm")
         sims.append(Simulation(workload, site.engine, make_scheduler(sname),
                                fast_forward=fast_forward))
-    busy_w = np.array([s.power.busy_w for s in sites])
     idle_w = np.array([s.power.idle_w for s in sites])
     kv_cap = np.array([s.engine.kv_capacity_tokens for s in sites], np.int64)
     kv_blk = np.array([s.engine.kv_block_tokens for s in sites], np.int64)
@@ -376,8 +399,7 @@ def simulate_cluster(
         o = origins[rid]
         u_s, u_j = bw.up(o, t, float(up_bytes[rid]))
         d_s, d_j = bw.down(o, t, float(down_bytes[rid]))
-        inf_s = svc(req.prompt_tokens, req.output_tokens)
-        inf_j = (busy_w - idle_w) * inf_s
+        inf_s, inf_j = svc.both(req.prompt_tokens, req.output_tokens)
         view = ClusterView(
             now_s=t, request=req, sites=cluster.sites, tiers=tiers,
             up_s=u_s, down_s=d_s, tran_energy_j=u_j + d_j, infer_s=inf_s, infer_energy_j=inf_j,
@@ -406,7 +428,7 @@ def simulate_cluster(
 
     schedules = {name: sim.finish() for name, sim in zip(cluster.sites, sims)}
     return _merge(workload, cluster, schedules, origins, bw, site_of, up_s, up_j, rej_disp,
-                  model_e, up_bytes, down_bytes, busy_w, idle_w, horizon_s,
+                  model_e, up_bytes, down_bytes, idle_w, horizon_s,
                   {"dispatcher": getattr(dispatcher, "name", type(dispatcher).__name__),
                    "wall_s": time.perf_counter() - t0, "slot_s": slot_s})
 
@@ -414,7 +436,7 @@ def simulate_cluster(
 def _merge(workload: Workload, cluster: Cluster, schedules: dict[str, Schedule],
            origins: list[str], bw: SlotBandwidth, site_of: np.ndarray, up_s: np.ndarray,
            up_j: np.ndarray, rej_disp: np.ndarray, model_e: np.ndarray, up_bytes: np.ndarray,
-           down_bytes: np.ndarray, busy_w: np.ndarray, idle_w: np.ndarray,
+           down_bytes: np.ndarray, idle_w: np.ndarray,
            horizon_s: float | None, meta: dict[str, Any]) -> ClusterResult:
     n, m = len(workload), cluster.num_sites
     arr = workload.arrival_s
@@ -432,19 +454,20 @@ def _merge(workload: Workload, cluster: Cluster, schedules: dict[str, Schedule],
         st = sch.steps
         dur = st.end_s - st.start_s
         busy_s[j] = float(dur.sum())
-        busy_j[j] = busy_w[j] * busy_s[j]
+        a = sch.allocs
+        e_step = cluster.site(name).power.steps_energy_j(st, _prefill_seqs(sch))
+        busy_j[j] = float(e_step.sum())
         makespan = max(makespan, sch.makespan_s)
         fin[mine] = sch.finish_s[mine]
         first[mine] = sch.first_token_s[mine]
         rej_eng |= mine & sch.rejected
-        a = sch.allocs
         if len(a):
             s0 = np.full(n, np.iinfo(np.int64).max)
             np.minimum.at(s0, a.request, a.step)
             has = s0 < np.iinfo(np.int64).max
             start[has] = st.start_s[s0[has]]
             tok_step = st.prefill_tokens + st.decode_seqs
-            per_tok = busy_w[j] * dur / np.maximum(tok_step, 1)
+            per_tok = e_step / np.maximum(tok_step, 1)
             cs = np.concatenate(([0.0], np.cumsum(per_tok)))
             e = a.tokens * (cs[a.step + a.num_steps] - cs[a.step])
             e_busy += np.bincount(a.request, weights=e, minlength=n)
@@ -508,6 +531,18 @@ def _merge(workload: Workload, cluster: Cluster, schedules: dict[str, Schedule],
                          schedules, meta)
 
 
+def _prefill_seqs(sch: Schedule) -> np.ndarray:
+    """Per step: allocations computing more than one token (prefill chunks), from the allocs."""
+    n = len(sch.steps)
+    a = sch.allocs
+    diff = np.zeros(n + 1, np.int64)
+    if len(a):
+        multi = a.tokens > 1
+        np.add.at(diff, a.step[multi], 1)
+        np.add.at(diff, a.step[multi] + a.num_steps[multi], -1)
+    return np.cumsum(diff)[:n]
+
+
 def placement_inputs(
     workload: Workload,
     cluster: Cluster,
@@ -528,7 +563,8 @@ def placement_inputs(
     Returns
     -------
     dict
-        ``energy_j`` (n, m) = ``w_tran * transmission + w_infer * (busy_w - idle_w) * infer``
+        ``energy_j`` (n, m) = ``w_tran * transmission + w_infer * marginal unloaded inference
+        energy`` (two-level: ``(busy_w - idle_w) * infer``)
         (``inf`` where the KV capacity cannot hold the request), ``time_s`` (n, m) = up +
         infer + down, ``deadline_s`` (n,), ``load_s`` (n, m) = work tokens / saturated
         throughput, ``link_bytes`` = (request, site, link, bytes) arrays, ``link_capacity_bytes_per_s``
@@ -539,7 +575,6 @@ def placement_inputs(
     bw = SlotBandwidth(cluster, rng, slot_s)
     svc = _ServiceTimes(cluster)
     sites = [cluster.site(s) for s in cluster.sites]
-    busy = np.array([s.power.busy_w for s in sites])
     idle = np.array([s.power.idle_w for s in sites])
     kv_cap = np.array([s.engine.kv_capacity_tokens for s in sites])
     thr = np.array([saturated_throughput_tokens_per_s(s.engine) for s in sites])
@@ -554,8 +589,8 @@ def placement_inputs(
         t = float(workload.arrival_s[i])
         us, uj = bw.up(origins[i], t, float(ub[i]))
         ds, dj = bw.down(origins[i], t, float(db[i]))
-        inf_s = svc(int(workload.prompt_tokens[i]), int(workload.output_tokens[i]))
-        energy[i] = w_tran * (uj + dj) + w_inf * (busy - idle) * inf_s
+        inf_s, inf_j = svc.both(int(workload.prompt_tokens[i]), int(workload.output_tokens[i]))
+        energy[i] = w_tran * (uj + dj) + w_inf * inf_j
         tm[i] = us + inf_s + ds
         peak = int(workload.prompt_tokens[i] + workload.output_tokens[i] - 1)
         energy[i, kv_cap < peak] = math.inf

@@ -9,7 +9,15 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from slo_opt.cluster import Cluster, ClusterError, Link, PowerModel, Site, service_time_s
+from slo_opt.cluster import (
+    Cluster,
+    ClusterError,
+    Link,
+    PowerModel,
+    Site,
+    service_energy_j,
+    service_time_s,
+)
 from slo_opt.cluster_sim import AssignmentDispatcher, simulate_cluster
 from slo_opt.dispatchers import make
 from slo_opt.models.slot import SlotEngine
@@ -204,3 +212,64 @@ def test_missing_origin_is_an_error():
     with pytest.raises(ValueError, match="unknown origin 'mars'"):
         simulate_cluster(w, c, make("random"), rng=np.random.default_rng(0))
     assert math.isfinite(c.transfer_s("a0", "cloud", 1.0))
+
+
+def test_catalogue_sites_get_batch_aware_power():
+    c = Cluster.from_toml("experiments/configs/perllm_cluster.toml")
+    for s in c.sites:
+        p = c.site(s).power
+        assert p.batch_aware and p.busy_w == p.batch.gpu.max_power_w
+    # explicit idle_w/busy_w in the description: the two-level fallback
+    assert not _two_site().site("e").power.batch_aware
+
+
+def test_vectorised_step_power_equals_models_power():
+    from slo_opt.engine import BatchShape
+
+    p = PowerModel.from_catalog("a100/llama-3.1-8b")
+    e = Cluster.from_toml("experiments/configs/perllm_cluster.toml").site("cloud").engine
+    rng = np.random.default_rng(0)
+    shapes = [BatchShape(decode_seqs=0)]
+    for _ in range(40):
+        ps = int(rng.integers(0, 3))
+        pt = int(rng.integers(ps, 600)) if ps else 0
+        ds = int(rng.integers(0 if ps else 1, 64))
+        shapes.append(BatchShape(prefill_tokens=pt, prefill_seqs=ps,
+                                 prefill_context_tokens=pt + int(rng.integers(0, 900)) if ps else 0,
+                                 decode_seqs=ds, decode_context_tokens=ds * int(rng.integers(1, 900))))
+    dt = np.array([float(e.step_time_s(b)) if b.num_tokens else 0.01 for b in shapes])
+    got = p.step_power_w([b.prefill_tokens for b in shapes], [b.decode_seqs for b in shapes],
+                         [b.context_tokens for b in shapes], dt, [b.prefill_seqs for b in shapes],
+                         [b.prefill_context_tokens for b in shapes])
+    want = [p.batch.power_w(b, t) for b, t in zip(shapes, dt)]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got[0] == p.idle_w
+    assert (got >= p.idle_w).all() and (got <= p.busy_w + 1e-9).all()
+    # service_energy_j: batch-of-one energy, time equal to service_time_s
+    t, ej = service_energy_j(e, p, 300, 20)
+    assert t == pytest.approx(service_time_s(e, 300, 20), rel=1e-12)
+    assert p.idle_w * t < ej < p.busy_w * t
+
+
+def test_batch_aware_energy_conservation():
+    c = Cluster.from_toml("experiments/configs/perllm_cluster.toml")
+    rng = np.random.default_rng(4)
+    n = 60
+    w = Workload.from_arrays(np.sort(rng.uniform(0, 3, n)), rng.integers(1, 400, n),
+                             rng.integers(1, 60, n), origin=rng.choice(list(c.origins), n),
+                             e2e_slo_s=5.0)
+    r = simulate_cluster(w, c, make("round_robin"), rng=np.random.default_rng(5))
+    se, rec = r.site_energy, r.records
+    assert rec["served"].all()
+    assert rec["energy_busy_j"].sum() == pytest.approx(se["busy_j"].sum(), rel=1e-12)
+    assert r.total_energy_j == pytest.approx(se["busy_j"].sum() + se["idle_j"].sum()
+                                             + se["tran_j"].sum(), rel=1e-12)
+    for j, name in enumerate(r.sites):
+        p = c.site(name).power
+        # busy energy lies between idle and max power over the busy time, and depends on load
+        assert p.idle_w * se["busy_s"][j] <= se["busy_j"][j] <= p.busy_w * se["busy_s"][j]
+        assert se["idle_j"][j] == pytest.approx(p.idle_w * (r.horizon_s - se["busy_s"][j]))
+        per_site = rec["energy_busy_j"][rec["site"] == j].sum()
+        assert per_site == pytest.approx(se["busy_j"][j], rel=1e-9, abs=1e-9)
+    assert (se["busy_j"] < np.array([c.site(s).power.busy_w for s in r.sites])
+            * se["busy_s"]).any()

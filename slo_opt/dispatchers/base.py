@@ -52,7 +52,9 @@ class ClusterView:
     infer_s : numpy.ndarray
         Unloaded (batch-of-one) inference time on each site's engine.
     infer_energy_j : numpy.ndarray
-        Marginal inference energy ``(busy_w - idle_w) * infer_s``.
+        Marginal unloaded inference energy: batch-of-one board energy minus ``idle_w x
+        infer_s`` (:func:`slo_opt.cluster.service_energy_j`; two-level power models:
+        ``(busy_w - idle_w) * infer_s``).
     kv_capacity_tokens, kv_free_tokens : numpy.ndarray
         KV capacity and currently free KV tokens.
     num_open, num_running, num_waiting : numpy.ndarray
@@ -123,8 +125,9 @@ class Feedback:
     """Outcome of one decision, delivered when the result is back at the origin.
 
     ``energy_j`` is the model energy of the request at its site (realised transmission energy
-    + marginal inference energy ``(busy_w - idle_w) * unloaded inference time``); per-request
-    measured energy is only known after the run (see ``cluster_sim``).
+    + marginal unloaded inference energy, as ``ClusterView.infer_energy_j``); per-request
+    measured energy (token share of each step's batch-aware energy) is only known after the
+    run (see ``cluster_sim``).
     """
 
     rid: int
