@@ -45,7 +45,8 @@ from slo_opt.dispatchers import DISPATCHERS, make
 from slo_opt.request import Workload
 from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
 
-__all__ = ["DEPLOYMENTS", "PAPER", "build_cluster", "build_workload", "main", "oracle_assignment"]
+__all__ = ["DEPLOYMENTS", "PAPER", "build_cluster", "build_workload", "main", "oracle_assignment",
+           "planner_assignment", "tune"]
 
 PAPER = {"throughput_x": (2.2, 2.1, 1.6), "energy_reduction_pct": 50.0}
 COMPARATORS = ("random", "round_robin", "ucb")
@@ -89,30 +90,45 @@ def build_workload(cluster: Cluster, n: int, rate: float,
 
 
 def oracle_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int,
-                      epoch_s: float, time_limit_s: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """Per-epoch placement MILP (slack-penalty deadlines, compute and link capacities)."""
+                      epoch_s: float, time_limit_s: float,
+                      capacity_s: dict[int, np.ndarray] | None = None,
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-epoch placement MILP (slack-penalty deadlines, compute and link capacities).
+
+    ``capacity_s`` maps an epoch index to per-site compute-time capacities (default
+    ``epoch_s`` for every site); an epoch whose tightened capacities make the MILP infeasible
+    is re-solved with the default (recorded in ``stats["relaxed"]``).
+    """
     from slo_opt.solvers.placement_milp import PlacementInstance, solve_placement
 
     inp = placement_inputs(w, cluster, np.random.default_rng(seed), payload_bytes=pay)
     site_of = np.full(len(w), -1, np.int64)
     ep = np.floor(inp["arrival_s"] / epoch_s).astype(int)
-    stats = {"epochs": 0, "optimal": 0, "objective": 0.0, "bound": 0.0, "wall_s": 0.0}
+    stats: dict[str, Any] = {"epochs": 0, "optimal": 0, "objective": 0.0, "bound": 0.0,
+                             "wall_s": 0.0, "relaxed": 0}
     li, lj, le, lb = inp["link_bytes"]
+    default = np.full(cluster.num_sites, epoch_s)
     for k in np.unique(ep):
         idx = np.flatnonzero(ep == k)
         pos = np.full(len(w), -1)
         pos[idx] = np.arange(idx.size)
         sel = pos[li] >= 0
-        inst = PlacementInstance(
-            inp["energy_j"][idx], inp["time_s"][idx], inp["deadline_s"][idx],
-            load_s=inp["load_s"][idx], capacity_s=np.full(cluster.num_sites, epoch_s),
-            link_bytes=(pos[li[sel]], lj[sel], le[sel], lb[sel]),
-            link_capacity_bytes=inp["link_capacity_bytes_per_s"] * epoch_s,
-            deadline_penalty=THETA_J_PER_S, reject_penalty=None)
-        res = solve_placement(inst, time_limit_s=time_limit_s, mip_rel_gap=1e-4)
+        caps = [default] if capacity_s is None or int(k) not in capacity_s else [
+            capacity_s[int(k)], default]
+        for cap in caps:
+            inst = PlacementInstance(
+                inp["energy_j"][idx], inp["time_s"][idx], inp["deadline_s"][idx],
+                load_s=inp["load_s"][idx], capacity_s=cap,
+                link_bytes=(pos[li[sel]], lj[sel], le[sel], lb[sel]),
+                link_capacity_bytes=inp["link_capacity_bytes_per_s"] * epoch_s,
+                deadline_penalty=THETA_J_PER_S, reject_penalty=None)
+            res = solve_placement(inst, time_limit_s=time_limit_s, mip_rel_gap=1e-4)
+            stats["wall_s"] += res.wall_s
+            if res.has_solution:
+                break
+            stats["relaxed"] += cap is not default
         stats["epochs"] += 1
         stats["optimal"] += res.status == "optimal"
-        stats["wall_s"] += res.wall_s
         if res.has_solution:
             site_of[idx] = res.site_of
             stats["objective"] += res.objective
@@ -121,6 +137,62 @@ def oracle_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int,
             e = np.where(np.isfinite(inst.energy_j), inst.energy_j, np.inf)
             site_of[idx] = np.argmin(e, axis=1)
     return site_of, {**stats, "inputs": inp}
+
+
+def planner_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int,
+                       epoch_s: float, time_limit_s: float, iterations: int,
+                       first: tuple[np.ndarray, dict[str, Any]] | None = None,
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Offline *planner* (not a bound): epoch MILP + replay-and-tighten.
+
+    1. solve the epoch MILP (:func:`oracle_assignment`);
+    2. replay its assignment through :func:`simulate_cluster` (same workload, same network
+       draws: the planner is clairvoyant about both);
+    3. for every (epoch, site) with deadline misses, set that epoch's compute capacity of the
+       site to the load the MILP put there times ``clip(1 / overload, 0.25, 0.9)``, where
+       ``overload`` is the mean ``e2e / deadline`` of the missed requests (engine-rejected
+       ones count as 2), and re-solve;
+    4. repeat ``iterations`` times; keep the replay with the most met deadlines (ties: least
+       energy).
+
+    The MILP ignores queueing, so tightening is how the replayed queueing feeds back into the
+    plan. The result is a feasible online schedule of a clairvoyant heuristic: it is neither an
+    upper bound on goodput nor a lower bound on energy.
+    """
+    m = cluster.num_sites
+    site_of, st = first if first is not None else oracle_assignment(
+        w, cluster, pay, seed, epoch_s, time_limit_s)
+    inp = st["inputs"]
+    ep = np.floor(inp["arrival_s"] / epoch_s).astype(int)
+    caps: dict[int, np.ndarray] = {}
+    best: tuple[tuple[int, float], np.ndarray, int] | None = None
+    hist = []
+    wall = st["wall_s"]
+    for it in range(iterations + 1):
+        r = simulate_cluster(w, cluster, AssignmentDispatcher(site_of),
+                             rng=np.random.default_rng(seed), payload_bytes=pay)
+        rec = r.records
+        met = rec["met"]
+        score = (int(met.sum()), -r.total_energy_j)
+        hist.append({"iteration": it, "met": score[0], "energy_j": round(r.total_energy_j, 3)})
+        if best is None or score > best[0]:
+            best = (score, site_of.copy(), it)
+        miss = (site_of >= 0) & ~met
+        if it == iterations or not miss.any():
+            break
+        ratio = np.where(rec["served"], rec["e2e_s"] / rec["deadline_s"], 2.0)
+        for k in np.unique(ep[miss]):
+            for j in np.unique(site_of[miss & (ep == k)]):
+                sel = (ep == k) & (site_of == j)
+                over = float(np.mean(ratio[sel & miss]))
+                used = float(inp["load_s"][sel, j].sum())
+                cap = caps.setdefault(int(k), np.full(m, epoch_s))
+                cap[j] = min(cap[j], used * float(np.clip(1.0 / max(over, 1e-9), 0.25, 0.9)))
+        site_of, st = oracle_assignment(w, cluster, pay, seed, epoch_s, time_limit_s, caps)
+        wall += st["wall_s"]
+    assert best is not None
+    return best[1], {"planner_best_iteration": best[2], "planner_history": hist,
+                     "planner_milp_wall_s": wall}
 
 
 def _model_cost(inp: dict[str, Any], site_of: np.ndarray) -> np.ndarray:
@@ -133,10 +205,58 @@ def _model_cost(inp: dict[str, Any], site_of: np.ndarray) -> np.ndarray:
     return c
 
 
-def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All runs; returns (records rows, regret rows)."""
+TUNING_SEED = 99  #: workload/network seed of the CS-UCB tuning runs (never a reported seed)
+
+
+def _dispatcher(name: str, seed: int, params: dict[str, Any]) -> Any:
+    kw = dict(params)
+    if "seed" in DISPATCHERS[name].__dataclass_fields__:
+        kw["seed"] = seed
+    return make(name, **kw)
+
+
+def tune(cfg: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Grid over CS-UCB's ``delta`` x ``lam`` on the tuning seed; best by mean goodput.
+
+    Uses workload seed ``TUNING_SEED`` (the reported runs use seeds ``0 .. seeds-1``), every
+    deployment and ``cfg["tune_rates"]``. Ties: the earlier grid point.
+    """
+    rows: list[dict[str, Any]] = []
+    for dep in cfg["deployments"]:
+        cluster = build_cluster(dep)
+        for rate in cfg["tune_rates"]:
+            w, pay = build_workload(cluster, cfg["n"], rate,
+                                    np.random.default_rng([TUNING_SEED, int(rate * 1000)]))
+            for delta in cfg["tune_delta"]:
+                for lam in cfg["tune_lam"]:
+                    r = simulate_cluster(w, cluster, make("perllm", delta=delta, lam=lam,
+                                                          seed=TUNING_SEED),
+                                         rng=np.random.default_rng(1000 + TUNING_SEED),
+                                         payload_bytes=pay)
+                    s = r.summary()
+                    rows.append({"deployment": dep, "rate_rps": rate, "delta": delta,
+                                 "lam": lam, "goodput_rps": round(s["goodput_rps"], 6),
+                                 "deadline_satisfaction": round(s["deadline_satisfaction"], 6),
+                                 "energy_per_completed_j": round(s["energy_per_completed_j"], 6)})
+    grid = [(d, lam) for d in cfg["tune_delta"] for lam in cfg["tune_lam"]]
+    score = [np.mean([r["goodput_rps"] for r in rows if (r["delta"], r["lam"]) == g])
+             for g in grid]
+    d, lam = grid[int(np.argmax(score))]
+    print(f"CS-UCB tuning (seed {TUNING_SEED}): best delta={d} lam={lam} "
+          f"(mean goodput {max(score):.3f} req/s)", file=sys.stderr)
+    return {"delta": float(d), "lam": float(lam)}, rows
+
+
+def run(cfg: dict[str, Any], perllm_params: dict[str, float] | None = None,
+        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All runs; returns (records rows, regret rows).
+
+    ``perllm`` uses ``perllm_params`` (tuned); ``perllm_default`` keeps delta = sqrt(2),
+    lam = 1. ``oracle`` replays the epoch MILP, ``planner`` the replay-and-tighten planner.
+    """
     rows: list[dict[str, Any]] = []
     regret: list[dict[str, Any]] = []
+    pp = dict(perllm_params or {})
     for dep in cfg["deployments"]:
         cluster = build_cluster(dep)
         for rate in cfg["rates"]:
@@ -146,10 +266,16 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                 net_seed = 1000 + seed
                 oracle, ost = oracle_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
                                                 cfg["milp_time_limit_s"])
-                pols: list[tuple[str, Any]] = [(d, make(d, seed=seed) if "seed" in
-                                                 DISPATCHERS[d].__dataclass_fields__ else make(d))
-                                                for d in cfg["dispatchers"]]
+                plan, pst = planner_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
+                                               cfg["planner_time_limit_s"],
+                                               cfg["planner_iterations"], first=(oracle, ost))
+                pols: list[tuple[str, Any]] = [
+                    (d, _dispatcher(d, seed, pp if d == "perllm" else {}))
+                    for d in cfg["dispatchers"]]
+                if pp:
+                    pols.append(("perllm_default", _dispatcher("perllm", seed, {})))
                 pols.append(("oracle", AssignmentDispatcher(oracle, name="oracle")))
+                pols.append(("planner", AssignmentDispatcher(plan, name="planner")))
                 for name, disp in pols:
                     t0 = time.perf_counter()
                     r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(net_seed),
@@ -164,6 +290,11 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                         row.update(milp_epochs=ost["epochs"], milp_optimal=ost["optimal"],
                                    milp_objective=ost["objective"], milp_bound=ost["bound"],
                                    milp_wall_s=round(ost["wall_s"], 3))
+                    if name == "planner":
+                        row.update(planner_best_iteration=pst["planner_best_iteration"],
+                                   planner_met_by_iteration=" ".join(
+                                       str(h["met"]) for h in pst["planner_history"]),
+                                   milp_wall_s=round(pst["planner_milp_wall_s"], 3))
                     rows.append(row)
                     if name == "perllm":
                         ocost = _model_cost(ost["inputs"], oracle)
@@ -276,10 +407,14 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
     """The resolved configuration (full or ``--quick``)."""
     if args.quick:
         return {"deployments": ["D1"], "rates": [5.0, 30.0], "n": 100, "seeds": args.seeds or 1,
-                "epoch_s": 10.0, "milp_time_limit_s": 5.0, "dispatchers": sorted(DISPATCHERS)}
+                "epoch_s": 10.0, "milp_time_limit_s": 5.0, "planner_time_limit_s": 2.0,
+                "planner_iterations": 2, "dispatchers": sorted(DISPATCHERS),
+                "tune_rates": [20.0], "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0]}
     return {"deployments": ["D1", "D2"], "rates": [5.0, 10.0, 20.0, 30.0, 40.0], "n": 300,
             "seeds": args.seeds or 2, "epoch_s": 10.0, "milp_time_limit_s": 20.0,
-            "dispatchers": sorted(DISPATCHERS)}
+            "planner_time_limit_s": 5.0, "planner_iterations": 4,
+            "dispatchers": sorted(DISPATCHERS), "tune_rates": [10.0, 20.0, 40.0],
+            "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,26 +430,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = config(args)
     t0 = time.perf_counter()
-    rows, regret = run(cfg)
+    best, tuning = tune(cfg)
+    rows, regret = run(cfg, best)
     head = headline(rows)
+    _write_csv(tuning, out / "tuning.csv")
     _write_csv(rows, out / "records.csv")
     _write_csv(regret, out / "regret.csv")
     _write_csv(head, out / "headline.csv")
     from slo_opt import __version__ as ver
 
-    meta = {"config": cfg, "version": ver, "git_sha": _git_sha(), "paper": PAPER,
+    meta = {"config": cfg, "perllm_tuned": best, "tuning_seed": TUNING_SEED, "version": ver, "git_sha": _git_sha(), "paper": PAPER,
             "comparators": COMPARATORS, "classes": CLASSES, "theta_j_per_s": THETA_J_PER_S,
             "cluster": str(CONFIG.name), "deployments": DEPLOYMENTS,
             "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()}
     (out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     files = _plots(rows, regret, out)
     for h in head:
-        if h["comparator"] in (*COMPARATORS, "oracle"):
+        if h["comparator"] in (*COMPARATORS, "oracle", "planner", "perllm_default"):
             print(f"{h['deployment']} @ {h['rate_rps']} req/s: perllm vs {h['comparator']}: "
                   f"goodput x{h['perllm_goodput_x']}, energy/completed "
                   f"{h['perllm_energy_reduction_pct']:+.1f}% lower "
                   f"(satisfaction {h['perllm_satisfaction']} vs {h['comparator_satisfaction']})")
-    print(f"wrote {out}/records.csv, regret.csv, headline.csv, config.json, {', '.join(files)}")
+    print(f"wrote {out}/records.csv, regret.csv, headline.csv, tuning.csv, config.json, "
+          f"{', '.join(files)}")
     return 0
 
 
