@@ -395,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "solve": ("slo_opt.solvers", "cli_solve", "slo-opt solve"),
                       "sweep": ("slo_opt.sweep", "cli_main", "slo-opt sweep")}[argv[0]]
             return _delegate(target[0], target[1], argv[1:], target[2])
+        if len(argv) >= 2 and argv[0] == "reproduce" and not argv[1].startswith("-"):
+            return cmd_reproduce(argparse.Namespace(paper=argv[1]), argv[2:])
         parser = build_parser()
         args, rest = parser.parse_known_args(argv)
         if args.cmd == "reproduce":
