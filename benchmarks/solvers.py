@@ -1,7 +1,9 @@
 """Solve time vs instance size for the exact MILP (to proven optimality) and each bound.
 
 Run: ``python benchmarks/solvers.py [--quick] [--out DIR]``. Writes ``solvers.json`` and
-``solvers.png``. Instances: :func:`slo_opt.solvers.scenarios.scaled_workload` (scaled-down
+``solvers.png``. ``pattern`` rows: the pattern MILP (formulation A, a primal) inside
+:func:`slo_opt.solvers.pattern_milp.solve_with_certificate`, with the certificate gap between
+the best feasible schedule and the best proven bound (per-slot MILP dual bound, its LP, fluid). Instances: :func:`slo_opt.solvers.scenarios.scaled_workload` (scaled-down
 lengths) on the default ``SlotEngine`` (50 ms, B = 256, M = 2048), seed 1.
 """
 
@@ -73,6 +75,31 @@ def bench_bound(kind, sizes, loads, time_limit_s):
     return rows
 
 
+def bench_pattern(sizes, loads, time_limit_s):
+    from slo_opt.solvers.pattern_milp import solve_with_certificate
+
+    rows = []
+    for load in loads:
+        for n in sizes:
+            _w, _e, inst = _inst(n, load)
+            c = solve_with_certificate(inst, time_limit_s)
+            pm = c.solves["pattern_milp"]
+            row = {"kind": "pattern", "n": n, "load": load, "request_slots": _windows_slots(inst),
+                   "status": pm["status"], "incumbent": pm["incumbent"],
+                   "pattern_restricted_bound": pm["bound"], "wall_s": pm["wall_s"],
+                   "build_s": pm["build_s"], "cols": pm["cols"], "rows": pm["rows"],
+                   "nnz": pm["nnz"], "certificate_value": c.value, "certificate_source": c.source,
+                   "certificate_bound": c.bound, "certificate_bound_source": c.bound_source,
+                   "certificate_gap": c.gap, "candidates": c.candidates, "bounds": c.bounds,
+                   "stage_wall_s": c.wall_s,
+                   "per_slot_milp": {k: c.solves["goodput_milp"][k] for k in
+                                     ("status", "incumbent", "bound", "wall_s")}
+                   if "goodput_milp" in c.solves else None}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def plot(rows, path):
     import matplotlib
 
@@ -80,7 +107,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for kind, mk in (("milp", "o"), ("lp", "s"), ("fluid", "^")):
+    for kind, mk in (("milp", "o"), ("pattern", "D"), ("lp", "s"), ("fluid", "^")):
         for load in sorted({r["load"] for r in rows if r["kind"] == kind}):
             pts = [r for r in rows if r["kind"] == kind and r["load"] == load]
             if not pts:
@@ -89,7 +116,7 @@ def plot(rows, path):
             y = [r["wall_s"] for r in pts]
             ax.plot(x, y, marker=mk, label=f"{kind} (load {load:g})")
             for r in pts:
-                if kind == "milp" and r["status"] != "optimal":
+                if kind in ("milp", "pattern") and r["status"] != "optimal":
                     ax.annotate("limit", (r["request_slots"], r["wall_s"]), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -111,11 +138,12 @@ def main(argv=None):
     t0 = time.time()
     if a.quick:
         rows = bench_milp([10, 20], [1.5], 10) + bench_bound("lp", [50], [1.5], 10) + \
-            bench_bound("fluid", [200], [1.5], 10)
+            bench_bound("fluid", [200], [1.5], 10) + bench_pattern([30], [3.0], 10)
     else:
         rows = (bench_milp([10, 25, 50, 75, 100], [1.5, 3.0], a.time_limit)
                 + bench_bound("lp", [100, 250, 500, 1000, 2000], [1.5, 3.0], a.time_limit)
-                + bench_bound("fluid", [500, 1000, 2000, 5000, 10000], [1.5, 3.0], a.time_limit))
+                + bench_bound("fluid", [500, 1000, 2000, 5000, 10000], [1.5, 3.0], a.time_limit)
+                + bench_pattern([50, 100, 200, 400], [1.5, 3.0], a.time_limit))
     opt = [r for r in rows if r["kind"] == "milp" and r["status"] == "optimal"
            and r["wall_s"] <= a.time_limit]
     summary = {
@@ -126,6 +154,8 @@ def main(argv=None):
         "largest_n_fluid_bound": max((r["n"] for r in rows if r["kind"] == "fluid"
                                       and r["status"] == "optimal"
                                       and r["wall_s"] <= a.time_limit), default=0),
+        "pattern_certificate_gap": {f"n{r['n']}-load{r['load']:g}": r["certificate_gap"]
+                                    for r in rows if r["kind"] == "pattern"},
     }
     out = {"rows": rows, "summary": summary, "time_limit_s": a.time_limit,
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

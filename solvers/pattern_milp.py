@@ -353,6 +353,10 @@ class Certificate:
         Every candidate's value and every bound that was computed (``None``: not available).
     wall_s : dict
         Wall time of each stage.
+    solves : dict
+        Per solver stage (``pattern_milp``, ``goodput_milp``, ``lp``, ``fluid``): status,
+        incumbent, bound, mip_gap, wall_s and model size. The ``pattern_milp`` bound is the
+        restricted model's own bound (not a bound of the general problem).
     """
 
     value: float
@@ -364,6 +368,12 @@ class Certificate:
     candidates: dict[str, float | None]
     bounds: dict[str, float | None]
     wall_s: dict[str, float]
+    solves: dict[str, dict[str, Any]]
+
+
+def _summary(res: Any) -> dict[str, Any]:
+    return {"status": res.status.value, "incumbent": res.incumbent, "bound": res.bound,
+            "mip_gap": res.mip_gap, "wall_s": res.wall_s, "build_s": res.build_s, **res.size}
 
 
 def _score(schedule: Schedule, inst: Instance, objective: Objective) -> float:
@@ -433,6 +443,7 @@ def solve_with_certificate(inst: Instance, time_limit_s: float = 60.0, *,
     t0 = time.perf_counter()
     res = solve(f, inst, time_limit_s=time_limit_s, rel_gap=rel_gap, warm_start=g_sched)
     walls["pattern_milp"] = time.perf_counter() - t0
+    solves = {"pattern_milp": _summary(res)}
     if res.schedule is not None:
         cands["pattern_milp"] = _score(res.schedule, inst, objective)
         scheds["pattern_milp"] = res.schedule
@@ -453,6 +464,7 @@ def solve_with_certificate(inst: Instance, time_limit_s: float = 60.0, *,
             r2 = solve(GoodputMILP(objective=objective), inst, time_limit_s=time_limit_s,
                        rel_gap=rel_gap)
         walls["goodput_milp"] = time.perf_counter() - t0
+        solves["goodput_milp"] = _summary(r2)
         bounds["goodput_milp"] = r2.bound
         if r2.schedule is not None:
             cands["goodput_milp"] = _score(r2.schedule, inst, objective)
@@ -463,11 +475,13 @@ def solve_with_certificate(inst: Instance, time_limit_s: float = 60.0, *,
         t0 = time.perf_counter()
         r3 = solve(GoodputMILP(objective=objective), inst, relax=True, time_limit_s=time_limit_s)
         walls["lp"] = time.perf_counter() - t0
+        solves["lp"] = _summary(r3)
         bounds["lp"] = r3.bound if r3.status.value == "optimal" else None
     if fluid_bound:
         t0 = time.perf_counter()
         r4 = solve(FluidBound(objective=objective), inst, time_limit_s=time_limit_s)
         walls["fluid"] = time.perf_counter() - t0
+        solves["fluid"] = _summary(r4)
         bounds["fluid"] = r4.bound if r4.status.value == "optimal" else None
     best = max(scheds, key=lambda k: cands[k] or -math.inf)
     value = float(cands[best] or 0.0)
@@ -482,4 +496,4 @@ def solve_with_certificate(inst: Instance, time_limit_s: float = 60.0, *,
     gap = max(bound - value, 0.0) / max(abs(value), 1e-9) if math.isfinite(bound) else math.inf
     return Certificate(value=value, source=best, schedule=scheds[best], bound=bound,
                        bound_source=bsrc, gap=gap, candidates=cands, bounds=bounds,
-                       wall_s=walls)
+                       wall_s=walls, solves=solves)
