@@ -193,6 +193,8 @@ class _Sim:
         self.step = 0
         self.pending_swap_s = 0.0
         self._last_end = 0.0
+        self.promise_until = -math.inf  # active StepPlan.decode_all_until_s (fast-forward only)
+        self._dt_dec = 0.0  # duration of the last decode-all step (a step-count estimate)
         # records: step rows; run-length allocation rows (emitted) + open runs per request
         self.steps = _Cols((float, float, np.int64, np.int64, np.int64, float))
         self.allocs = _Cols((np.int64, np.int64, np.int64, np.int64))  # req, step, num, tok
@@ -226,6 +228,7 @@ class _Sim:
                     return
                 rid = self.next_arrival
                 self.next_arrival += 1
+            self.promise_until = -math.inf  # an arrival ends a decode-all promise
             peak = int(self.P[rid] + self.O[rid] - 1)
             if _blocks(peak, self.b) > self.cap_blocks:
                 self.state[rid] = _REJECTED
@@ -258,14 +261,16 @@ class _Sim:
             v[1] = _ids(self.running)
         if v[2] is None:
             v[2] = _ids(self.swapped)
-        return _View(
+        # same fields as _View(...), without the frozen dataclass's per-field __setattr__
+        view = _View.__new__(_View)
+        view.__dict__.update(
             now_s=self.now,
             step=self.step,
             engine=self.e,
             workload=self.w,
-            waiting=v[0],  # type: ignore[arg-type]
-            running=v[1],  # type: ignore[arg-type]
-            swapped=v[2],  # type: ignore[arg-type]
+            waiting=v[0],
+            running=v[1],
+            swapped=v[2],
             num_computed=self.computed,
             num_generated=self.generated,
             kv_free_blocks=self.free_blocks,
@@ -274,6 +279,7 @@ class _Sim:
             nt_=self.nt,
             b_=self.b,
         )
+        return view
 
     # ---------------------------------------------------------------------------------
     def apply_evictions(self, plan: StepPlan) -> bool:
@@ -364,6 +370,13 @@ class _Sim:
             start = self.align(self.now) if self.align is not None else self.now
             if start >= limit_s:
                 break
+            if (self.promise_until > start and not self.waiting and not self.swapped
+                    and self.running and self.decode_all_run(start, limit_s)):
+                if self.bar is not None and self.num_closed != self.last_closed:
+                    self.bar.update(self.num_closed - self.last_closed)
+                    self.last_closed = self.num_closed
+                continue
+            self.promise_until = -math.inf
             plan = plan_fn(self.view())
             if not isinstance(plan, StepPlan):
                 self.fail(f"plan() must return a StepPlan, got {type(plan).__name__}")
@@ -540,7 +553,8 @@ class _Sim:
         self.free_blocks -= int(new_held.sum()) - int(held.sum())
         self.held[rids] = new_held
         self.generated[rids] = gen
-        self.nt[rids] = self.P[rids] + gen - newc
+        ntn = self.P[rids] + gen - newc
+        self.nt[rids] = ntn
         done = gen == self.O[rids]
         if done.any():
             fin = rids[done]
@@ -555,8 +569,22 @@ class _Sim:
             self.num_closed += int(fin.size)
         self.step += k
         self.now = float(self._last_end)
+        # a decode-all promise holds only if every running request was in this plan
+        if (self.ff and plan.decode_all_until_s > -math.inf and not plan.preempt
+                and not plan.swap_out and len(self.running) == m - int(np.count_nonzero(done))):
+            self.promise_until = plan.decode_all_until_s
+            # continue right away under the promise (the checks of advance(), fused)
+            if (self.running and not self.waiting and not self.swapped
+                    and (self.max_steps is None or self.step < self.max_steps)
+                    and self.next_arrival_s() > self.now + ARRIVAL_EPS_S):
+                nstart = self.align(self.now) if self.align is not None else self.now
+                if nstart < limit_s and nstart < self.promise_until:
+                    keep = ~done
+                    self.decode_all_run(nstart, limit_s, rids[keep], newc[keep], gen[keep],
+                                        ntn[keep])
 
-    def record_allocs(self, rids: np.ndarray, toks: np.ndarray | None, step: int, k: int,
+    def record_allocs(self, rids: np.ndarray, toks: np.ndarray | None, step: int,
+                      k: int | np.ndarray,
                       mergeable: np.ndarray | None = None) -> None:
         """Record ``rids`` computing ``toks`` in steps ``step .. step+k-1``.
 
@@ -667,6 +695,146 @@ class _Sim:
         else:
             self._ff_times = (np.concatenate(parts_s), np.concatenate(parts_e), ctx0)
         return pos
+
+    def decode_all_run(self, start: float, limit_s: float, rids: np.ndarray | None = None,
+                       comp: np.ndarray | None = None, gen: np.ndarray | None = None,
+                       nt: np.ndarray | None = None) -> bool:
+        """Run steps under a ``decode_all_until_s`` promise, across completions.
+
+        Every running request computes one decode token per step; a request leaves the batch
+        after its last token. Stops before the first step that starts at or after the next
+        arrival, the promise horizon or ``limit_s``, and before the first step whose new KV
+        blocks do not fit (then the policy is asked). It may also stop earlier (it computes
+        about as many steps as fit before the next arrival): the next call simply continues.
+        Returns ``False`` (nothing run) when the promise's conditions do not hold now.
+        ``rids`` (every running request, any order) and their ``comp``, ``gen`` and ``nt``
+        may be passed by the caller that has them at hand.
+        """
+        if rids is None:
+            rids = self._views[1]
+            if rids is None:
+                rids = self._views[1] = _ids(self.running)
+            gen = self.generated[rids]
+            nt = self.nt[rids]
+            comp = self.computed[rids]
+        assert comp is not None and gen is not None and nt is not None
+        m = int(rids.size)
+        if m > self.max_batch_tokens or gen.min() < 1 or (nt != 1).any():
+            return False
+        rem = self.O[rids] - gen  # >= 1: finished requests are not running
+        K = int(rem.max())
+        c_all = int(comp.sum())
+        limit = min(self.next_arrival_s() - ARRIVAL_EPS_S, self.promise_until, limit_s)
+        if limit < math.inf:  # steps that fit before the limit (estimate + margin)
+            dt0 = self._dt_dec
+            if dt0 <= 0.0:
+                dt0 = float(self.e.step_time_s(
+                    BatchShape(decode_seqs=m, decode_context_tokens=c_all + m)))
+            K = min(K, int((limit - start) / dt0 * 1.25) + 4)
+        if self.max_steps is not None:
+            K = min(K, self.max_steps - self.step)
+        b = self.b
+        # KV: request i needs a new block at steps s (0-based) with (comp_i + s) % b == 0,
+        # s < rem_i; it frees ceil((comp_i + rem_i) / b) blocks after step rem_i - 1.
+        if self.free_blocks >= m * ((K - 1) // b + 1):  # cannot run short in K steps
+            tot = 0
+        else:
+            first0 = (-comp) % b
+            last = np.minimum(rem, K) - 1
+            counts = (last - first0) // b + 1
+            np.maximum(counts, 0, out=counts)
+            tot = int(counts.sum())
+        if tot > self.free_blocks:
+            offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+            acq = np.bincount(np.repeat(first0, counts) + b * offs, minlength=K)[:K]
+            fin = rem <= K
+            rel = np.bincount(rem[fin] - 1, weights=-(-(comp[fin] + rem[fin]) // b),
+                              minlength=K)[:K].astype(np.int64)
+            used = np.cumsum(acq - rel)
+            short = acq > self.free_blocks - (used - acq + rel)
+            if short.any():
+                K = int(np.argmax(short))
+        if K < 1:
+            return False
+        # segments of constant batch: the batch shrinks after each completion inside the run
+        rmin = int(rem.min())
+        segs = [(0, m, c_all)]  # (first step, batch size, sum of comp over the batch)
+        if rmin < K:
+            early = rem < K
+            n_left, c_left = m, c_all
+            prev = -1
+            for r, cv in sorted(zip(rem[early].tolist(), comp[early].tolist())):
+                n_left -= 1
+                c_left -= cv
+                if r == prev:
+                    segs[-1] = (r, n_left, c_left)
+                else:
+                    segs.append((r, n_left, c_left))
+                prev = r
+        aligned = self.align is not None
+        idx0 = round(start / self.slot_s) if (aligned and self.slot_s) else 0
+        carry = start
+        step = self.step
+        i0 = self.steps.reserve(K)
+        c = self.steps.cols
+        k = 0
+        last_end = start
+        for q, (a, nn, cc) in enumerate(segs):
+            z = segs[q + 1][0] if q + 1 < len(segs) else K
+            ln = z - a
+            dts = decode_step_times_s(self.e, nn, cc + nn * (a + 1), ln)
+            if aligned:
+                starts = (idx0 + a + np.arange(ln)) * self.slot_s
+                ends = starts + dts
+            else:
+                ends = np.add.accumulate(np.concatenate(([carry], dts)))[1:]
+                starts = np.concatenate(([carry], ends[:-1]))
+            late = starts >= limit
+            if a == 0:
+                late[0] = False
+            cut = int(np.argmax(late)) if late.any() else ln
+            if cut:
+                i, j = i0 + a, i0 + a + cut
+                c[0][i:j] = starts[:cut]
+                c[1][i:j] = ends[:cut]
+                c[3][i:j] = nn
+                c[4][i:j] = np.arange(cc + nn * (a + 1), cc + nn * (a + cut) + 1, nn)
+                last_end = float(ends[cut - 1])
+            k = a + cut
+            if cut < ln:
+                break
+            carry = last_end
+        self.steps.n = i0 + k  # give back the rows not run
+        c[2][i0:i0 + k] = 0
+        c[5][i0:i0 + k] = 0.0
+        self._last_end = last_end
+        ends = c[1][i0:i0 + k]
+        self._dt_dec = float(ends[-1] - c[0][i0 + k - 1])  # next run's step-count estimate
+        # allocations and state
+        ki = np.minimum(rem, k)
+        self.record_allocs(rids, None, step, ki)
+        newc = comp + ki
+        new_held = -(-newc // b)
+        self.free_blocks -= int(new_held.sum()) - int(self.held[rids].sum())
+        self.computed[rids] = newc
+        self.generated[rids] = gen + ki
+        self.held[rids] = new_held
+        if k >= rmin:
+            done = rem <= k
+            fin = rids[done]
+            fsteps = rem[done] - 1
+            self.finish_step[fin] = step + fsteps
+            self.finish_time_s[fin] = ends[fsteps]
+            self.state[fin] = _DONE
+            self.free_blocks += int(new_held[done].sum())
+            self.held[fin] = 0
+            fset = set(fin.tolist())
+            self.running = [r for r in self.running if r not in fset]
+            self._views[1] = None
+            self.num_closed += int(fin.size)
+        self.step += k
+        self.now = self._last_end
+        return True
 
     def finish(self, wall_s: float) -> Schedule:
         if self.bar is not None:

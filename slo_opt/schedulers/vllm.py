@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from slo_opt.schedulers.base import EngineView, StepPlan, admit, register
 
 __all__ = ["VLLM", "running_first"]
@@ -24,9 +26,22 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
     -------
     (plan, preempted, budget_left, free_blocks_left)
     """
+    free = view.kv_free_blocks
+    ids = view.running
+    if len(ids) > 4:  # vectorised fast path: everything fits (no chunk cut, no preemption)
+        ids = np.asarray(ids, np.int64)
+        comp = view.num_computed[ids]
+        nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - comp
+        if long_prefill_token_threshold > 0:
+            nt = np.minimum(nt, long_prefill_token_threshold)
+        total = int(nt.sum())
+        if total <= budget:
+            b = view.kv_block_tokens
+            need = int((-(-(comp + nt) // b)).sum()) - int((-(-comp // b)).sum())
+            if need <= free:
+                return dict(zip(ids.tolist(), nt.tolist())), set(), budget - total, free - need
     plan: dict[int, int] = {}
     preempted: set[int] = set()
-    free = view.kv_free_blocks
     running = [int(r) for r in view.running]
     i = 0
     while i < len(running) and budget > 0:
@@ -53,6 +68,12 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
 def is_pure_decode(view: EngineView, plan: dict[int, int]) -> bool:
     """True if every planned request computes one decode token (fast-forward candidate)."""
     gen = view.num_generated
+    if len(plan) > 4:
+        ids = np.fromiter(plan.keys(), np.int64, len(plan))
+        toks = np.fromiter(plan.values(), np.int64, len(plan))
+        g = gen[ids]
+        nt = view.workload.prompt_tokens[ids] + g - view.num_computed[ids]
+        return bool((toks == 1).all() and (nt == 1).all() and (g >= 1).all())
     return bool(plan) and all(
         t == 1 and view.next_tokens(r) == 1 and gen[r] >= 1 for r, t in plan.items()
     )
@@ -78,7 +99,8 @@ class VLLM:
     -----
     Follows ``vllm/v1/core/sched/scheduler.py`` (research/simulators.md B.1): running requests
     first, in order; recompute preemption of the newest running request under KV pressure;
-    waiting requests admitted FCFS only if nothing was preempted in this step. Deviations:
+    waiting requests admitted FCFS only if nothing was preempted in this step. Plans carry the
+    ``decode_all_until_s`` fast-forward promise (the policy is stateless). Deviations:
     preempted requests rejoin the waiting queue in arrival order (vLLM prepends them; they are
     almost always older than every waiting request), no prefix caching, no watermark.
 
@@ -107,6 +129,7 @@ class VLLM:
         plan, preempted, left, free = running_first(
             view, budget, long_prefill_token_threshold=self.long_prefill_token_threshold)
         reject: set[int] = set()
+        n0 = len(plan)
         if not preempted:
             order = []
             for r in view.waiting:
@@ -116,8 +139,15 @@ class VLLM:
                 else:
                     order.append(r)
             n_run = len(view.running) - len(preempted)
+            n0 = len(plan)
             admit(view, plan, order, token_budget=left, free_blocks=free,
                   max_seqs=self.max_num_seqs - n_run + len(plan), chunked=self.chunked_prefill)
-        repeat = math.inf if (not preempted and not reject and is_pure_decode(view, plan)) else -math.inf
+        # an admitted waiting request is never in decode (fresh, or recomputing its prompt)
+        pure = not preempted and not reject and len(plan) == n0 and is_pure_decode(view, plan)
+        repeat = math.inf if pure else -math.inf
+        # stateless: with nothing waiting, every running request in decode and KV to spare,
+        # the next plans are one decode token per running request (subclasses that override
+        # plan() make no such promise)
+        every = math.inf if type(self).plan is VLLM.plan else -math.inf
         return StepPlan(plan, preempt=frozenset(preempted), reject=frozenset(reject),
-                        repeat_until_s=repeat)
+                        repeat_until_s=repeat, decode_all_until_s=every)
