@@ -3,6 +3,8 @@
 * :mod:`.base`: :class:`Instance`, :class:`LinearModel`, :class:`SolveResult`, :func:`solve`.
 * :mod:`.backends`: HiGHS (highspy), Pyomo and cvxpy adapters, availability flags.
 * :mod:`.goodput_milp`: the exact SLO-attainment MILP of the slotted engine.
+* :mod:`.pattern_milp`: the pattern (start slot x stride) MILP (fast primal schedules) and
+  :func:`solve_with_certificate` (best schedule + best proven bound + gap).
 * :mod:`.fluid_bound`: an aggregated-time LP bound for thousands of requests.
 * :mod:`.jct_bounds`: single-server mean-JCT bounds (SRPT, exact non-preemptive MILP).
 """
@@ -19,6 +21,7 @@ from slo_opt.solvers.base import (
     solve,
 )
 from slo_opt.solvers.goodput_milp import GoodputMILP, request_windows
+from slo_opt.solvers.pattern_milp import PatternMILP, solve_with_certificate
 
 __all__ = [
     "Formulation",
@@ -26,6 +29,7 @@ __all__ = [
     "Instance",
     "LinearModel",
     "NotRepresentable",
+    "PatternMILP",
     "SolveResult",
     "Status",
     "cli_solve",
@@ -33,6 +37,7 @@ __all__ = [
     "request_windows",
     "slot_deadlines",
     "solve",
+    "solve_with_certificate",
 ]
 
 
