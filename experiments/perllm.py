@@ -12,8 +12,13 @@ documented choice, see ``papers/perllm.md``):
   256 output tokens), origins uniform over the 5 access points, three service classes whose
   processing-time requirement is a multiple (2x, 4x, 8x) of the request's unloaded processing
   time on its best server (decision 22), with upload payloads 0 / 0.2 MB / 1 MB;
-* policies: every registered dispatcher plus ``oracle`` = the per-epoch (10 s) placement MILP
-  with realised bandwidth and unloaded times (slack-penalty deadlines), replayed online;
+* policies: every registered dispatcher (``perllm`` with delta, lambda tuned on a separate
+  seed, :func:`tune`; ``perllm_default`` keeps delta = sqrt(2), lambda = 1), plus
+  ``oracle`` = the per-epoch (10 s) placement MILP with realised bandwidth and unloaded times
+  (slack-penalty deadlines), replayed online (a lower bound on *model* energy only where its
+  no-queueing assumption holds), and ``planner`` = the offline replay-and-tighten planner
+  (:func:`planner_assignment`; a clairvoyant heuristic, not a bound);
+* energy: per-step batch-aware power (:mod:`slo_opt.models.power`) + idle + transmission;
 * metrics: throughput and goodput (deadline-meeting completions) per second, deadline
   satisfaction, energy (busy + idle + transmission) per completed request; regret of CS-UCB
   vs the oracle in the MILP's cost (model energy + theta x lateness).
