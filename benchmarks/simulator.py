@@ -36,13 +36,33 @@ from slo_opt.traces import available_traces, load_trace
 from slo_opt.workload import EmpiricalLengths, synthetic, with_slo
 
 
+class _Counting:
+    """Counts ``plan`` calls (the simulator's decision points) of the wrapped scheduler."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.calls = 0
+
+    def plan(self, view):
+        self.calls += 1
+        return self.inner.plan(view)
+
+
 def run(workload, engine, ff: bool, scheduler: str = "vllm") -> dict:
+    sched = _Counting(make(scheduler))
     t0 = time.perf_counter()
-    s = simulate(workload, engine, make(scheduler), fast_forward=ff)
+    s = simulate(workload, engine, sched, fast_forward=ff)
     wall = time.perf_counter() - t0
     sm = summary(s, workload)
     return {"requests": len(workload), "fast_forward": ff, "wall_s": wall,
-            "requests_per_s": len(workload) / wall, "iterations": s.num_steps,
+            "requests_per_s": len(workload) / wall, "plan_calls": sched.calls,
+            "plan_calls_per_request": sched.calls / max(len(workload), 1),
+            "iterations": s.num_steps,
             "iterations_per_s": s.num_steps / wall, "alloc_rows": len(s.allocs),
             "attainment": sm["attainment"], "p99_ttft_s": sm["p99_ttft_s"],
             "makespan_s": s.makespan_s}
@@ -51,7 +71,8 @@ def run(workload, engine, ff: bool, scheduler: str = "vllm") -> dict:
 def _print(tag: str, r: dict) -> None:
     print(f"{tag:<12} {r['requests']:>8} req  ff={r['fast_forward']!s:<5} {r['wall_s']:8.2f} s "
           f"{r['requests_per_s']:9.0f} req/s {r['iterations_per_s']:10.0f} it/s "
-          f"({r['iterations']} iterations)", flush=True)
+          f"({r['iterations']} iterations, {r['plan_calls_per_request']:.2f} plan calls/req)",
+          flush=True)
 
 
 def traces_part(eng, traces: list[str], no_ff_limit: int | None) -> list[dict]:

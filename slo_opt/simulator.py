@@ -786,13 +786,17 @@ class _Sim:
             if aligned:
                 starts = (idx0 + a + np.arange(ln)) * self.slot_s
                 ends = starts + dts
-            else:
-                ends = np.add.accumulate(np.concatenate(([carry], dts)))[1:]
-                starts = np.concatenate(([carry], ends[:-1]))
-            late = starts >= limit
-            if a == 0:
-                late[0] = False
-            cut = int(np.argmax(late)) if late.any() else ln
+            else:  # sequential sums, as step by step: end = start + dt
+                buf = np.empty(ln + 1)
+                buf[0] = carry
+                buf[1:] = dts
+                np.add.accumulate(buf, out=buf)
+                starts = buf[:-1]
+                ends = buf[1:]
+            # starts increase: the first step starting at or after the limit is not run
+            cut = int(np.searchsorted(starts, limit)) if starts[-1] >= limit else ln
+            if a == 0 and cut == 0:
+                cut = 1
             if cut:
                 i, j = i0 + a, i0 + a + cut
                 c[0][i:j] = starts[:cut]

@@ -178,3 +178,74 @@ def test_promise_horizon_stops_a_run():
     assert a == simulate(w, e, Horizon(), fast_forward=False)
     assert len(h.calls) == 3  # prefill, decode run until 0.25 s, the rest
     assert h.calls[2] >= 0.25 - 1e-9
+
+
+def test_decode_all_promise_runs_across_completions():
+    """vLLM promises to decode every running request while nothing waits: one plan call covers
+    the decode phase of the whole batch, across its completions."""
+    w = Workload([Request(i, 0.0, 10 + 7 * i, 40 + 53 * i) for i in range(6)])
+    e = _lin(1 << 14)
+    for name in ("vllm", "fcfs", "orca", "sarathi"):
+        ff = _Counting(make(name))
+        a = simulate(w, e, ff, fast_forward=True)
+        assert a == simulate(w, e, make(name), fast_forward=False)
+        assert ff.calls <= 2, name  # the joint prefill, then one decode-all run to the end
+        assert a.finish_step.max() == a.num_steps - 1
+
+
+@pytest.mark.parametrize("blocks", [9, 12, 17, 25, 40])
+@pytest.mark.parametrize("name", ["vllm", "fcfs", "orca", "sarathi"])
+def test_decode_all_run_kv_shortage_after_completions(name, blocks):
+    """Completions free blocks during a decode-all run; a later block shortage must stop the
+    run at exactly the step where step-by-step stepping asks the policy (and it preempts)."""
+    w = Workload([Request(0, 0.0, 20, 25), Request(1, 0.0, 9, 90), Request(2, 0.0, 30, 140),
+                  Request(3, 0.01, 5, 60), Request(4, 0.02, 40, 8)])
+    e = _lin(16 * blocks, block=4)
+    a = _check_equal(name, w, e)
+    assert violations(a, w, e) == []
+
+
+def test_decode_all_promise_is_opt_in():
+    """A plan without the promise is asked again at every step after the prefill; an arrival
+    ends a promise."""
+
+    class NoPromise:
+        name = "nopromise"
+
+        def __init__(self):
+            self.inner = make("vllm")
+            self.calls = 0
+
+        def reset(self):
+            self.calls = 0
+
+        def plan(self, view):
+            self.calls += 1
+            p = self.inner.plan(view)
+            return StepPlan(p.tokens, preempt=p.preempt, reject=p.reject)
+
+    w = Workload([Request(0, 0.0, 10, 30), Request(1, 0.0, 12, 20), Request(2, 0.2, 4, 10)])
+    e = _lin(4096)
+    h = NoPromise()
+    a = simulate(w, e, h, fast_forward=True)
+    assert h.calls == a.num_steps
+    assert a == simulate(w, e, make("vllm"), fast_forward=True)
+
+
+@pytest.mark.parametrize("name", ["vllm", "orca", "fcfs"])
+def test_online_simulation_with_decode_all_runs_equals_offline(name):
+    """Incremental (online) runs stop decode-all runs at run_until's limit; pushing every
+    request at its arrival gives the offline step-by-step schedule."""
+    from slo_opt.simulator import Simulation
+
+    rng = np.random.default_rng(7)
+    n = 15
+    arr = np.cumsum(rng.exponential(0.4, n))
+    w = Workload.from_arrays(arr, rng.integers(5, 80, n), rng.integers(10, 200, n))
+    e = _lin(16 * 40)
+    sim = Simulation(w, e, make(name))
+    for rid in range(n):
+        sim.run_until(float(w.arrival_s[rid]))
+        sim.push(rid)
+    a = sim.finish()
+    assert a == simulate(w, e, make(name), fast_forward=False)
