@@ -14,16 +14,15 @@ must preempt.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from slo_opt.runrecord import write_config, write_rows_csv
 
 __all__ = ["main", "run"]
 
@@ -127,25 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = run(cfg)
-    cols = list(rows[0])
-    with open(out / "records.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=cols)
-        wr.writeheader()
-        wr.writerows(rows)
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
-    except Exception:
-        sha = ""
-    try:
-        from importlib.metadata import version
-
-        ver = version("slo_opt")
-    except Exception:
-        ver = ""
-    (out / "config.json").write_text(json.dumps(
-        {"config": cfg, "git_sha": sha, "version": ver, "wall_s": time.perf_counter() - t0},
-        indent=2))
+    write_rows_csv(rows, out / "records.csv")
+    write_config(out / "config.json", cfg, wall_s=time.perf_counter() - t0)
     files = _plot(rows, out)
     print(f"{'lengths':8} {'kv':9} {'rate':>5} {'sched':10} {'meanJCT':>8} {'p99JCT':>8} "
           f"{'meanTTFT':>9} {'p99TTFT':>8} {'events':>7}")

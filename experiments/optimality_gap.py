@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from slo_opt.checks import violations
 from slo_opt.metrics import attainment
+from slo_opt.runrecord import git_sha
 from slo_opt.schedulers import SCHEDULERS, make
 from slo_opt.simulator import replay, simulate
 from slo_opt.solvers import GoodputMILP, Instance, solve
@@ -135,11 +135,7 @@ def plot(rows, path):
 
 
 def _git_sha():
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True,
-                                       stderr=subprocess.DEVNULL).strip()
-    except Exception:
-        return ""
+    return git_sha(__file__)
 
 
 def main(argv=None):

@@ -30,11 +30,9 @@ Random, Round-robin and plain UCB (decision 21), and also report the rest.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import tomllib
@@ -48,6 +46,7 @@ from slo_opt.cluster import Cluster, service_time_s
 from slo_opt.cluster_sim import AssignmentDispatcher, placement_inputs, simulate_cluster
 from slo_opt.dispatchers import DISPATCHERS, make
 from slo_opt.request import Workload
+from slo_opt.runrecord import git_sha, write_rows_csv
 from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
 
 __all__ = ["DEPLOYMENTS", "PAPER", "build_cluster", "build_workload", "main", "oracle_assignment",
@@ -391,21 +390,11 @@ def _plots(rows: list[dict[str, Any]], regret: list[dict[str, Any]], out: Path) 
 
 
 def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
-    except Exception:
-        return ""
+    return git_sha(__file__)
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    with open(path, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=cols)
-        wr.writeheader()
-        wr.writerows(rows)
+    write_rows_csv(rows, path)
 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,7 +21,6 @@ published ``l(k)`` table stop at 15-16); on the H100 they use 256.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from slo_opt.runrecord import write_rows_csv
 
 __all__ = ["main", "run"]
 
@@ -250,14 +251,7 @@ def _plot(res: dict[str, list[dict[str, Any]]], cfg: dict[str, Any], out: Path) 
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        path.write_text("")
-        return
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=cols)
-        wr.writeheader()
-        wr.writerows(rows)
+    write_rows_csv(rows, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

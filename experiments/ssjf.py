@@ -27,12 +27,10 @@ predictor quality (random -> SSJF's matrix -> perfect classes).
 from __future__ import annotations
 
 import argparse
-import csv
 import heapq
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from collections import deque
@@ -46,6 +44,7 @@ import numpy as np
 from slo_opt.metrics import throughput_25pct_rps
 from slo_opt.predictors import ConfusionMatrixPredictor
 from slo_opt.request import Workload
+from slo_opt.runrecord import git_sha, write_rows_csv
 
 __all__ = [
     "VICUNA13B_QUANTILES",
@@ -448,21 +447,11 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> list[str]:
 
 
 def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
-    except Exception:
-        return ""
+    return git_sha(__file__)
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    with open(path, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=cols)
-        wr.writeheader()
-        wr.writerows(rows)
+    write_rows_csv(rows, path)
 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
