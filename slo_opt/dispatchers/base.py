@@ -12,13 +12,13 @@ A dispatcher sees only :class:`ClusterView` (read-only arrays, one entry per ser
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
+from slo_opt.registry import Registry
 from slo_opt.request import Request
 
 __all__ = [
@@ -158,47 +158,23 @@ class Dispatcher(Protocol):
         ...
 
 
-DISPATCHERS: dict[str, type] = {}
+DISPATCHERS = Registry("dispatcher")
 D = TypeVar("D", bound=type)
 
 
 def register(cls: D) -> D:
     """Class decorator adding a dispatcher to :data:`DISPATCHERS` under ``cls.name``."""
-    name = cls.name  # type: ignore[attr-defined]
-    if name in DISPATCHERS and DISPATCHERS[name] is not cls:
-        raise ValueError(f"dispatcher name {name!r} already registered")
-    DISPATCHERS[name] = cls
-    return cls
+    return DISPATCHERS.register(cls)
 
 
 def dispatcher_params(name_or_cls: str | type) -> dict[str, Any]:
     """Hyper-parameters of a dispatcher and their defaults."""
-    cls = DISPATCHERS[name_or_cls] if isinstance(name_or_cls, str) else name_or_cls
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-        else:
-            out[f.name] = None
-    return out
+    return DISPATCHERS.params(name_or_cls)
 
 
 def make(name: str, **params: Any) -> Any:
     """Instantiate a registered dispatcher; unknown names or parameters list the valid ones."""
-    try:
-        cls = DISPATCHERS[name]
-    except KeyError:
-        raise ValueError(f"unknown dispatcher {name!r}; known: {sorted(DISPATCHERS)}") from None
-    valid = dispatcher_params(cls)
-    bad = sorted(set(params) - set(valid))
-    if bad:
-        raise ValueError(
-            f"unknown parameter(s) {bad} for dispatcher {name!r}; valid: {sorted(valid)}")
-    return cls(**params)
+    return DISPATCHERS.make(name, **params)
 
 
 class Stateless:
