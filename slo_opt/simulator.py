@@ -8,7 +8,12 @@ model, and records a :class:`~slo_opt.schedule.Schedule`.
 Cost grows with events, not tokens: when the policy promises (``StepPlan.repeat_until_s``) that
 a pure-decode plan stays the same, the simulator advances through all decode iterations up to
 the next arrival, completion, KV-block shortage or promise horizon at once, with vectorised
-step times. The result is identical to stepping one iteration at a time (tested).
+step times. With the continuous-batching promise ``StepPlan.decode_all_until_s`` (vLLM, Orca,
+continuous FCFS) it also runs on after the promising step (e.g. a prefill) and across
+completions, while nothing waits: the batch shrinks at each completion, and the step times of
+each constant-batch segment are one vectorised call. The policy is asked again at the next
+arrival, KV-block shortage or horizon. The result is identical to stepping one iteration at a
+time, bit for bit (tested).
 """
 
 from __future__ import annotations
@@ -594,14 +599,20 @@ class _Sim:
         """
         re = self.run_end[rids]
         cont = re == step
-        if toks is None:
-            if cont.all():
-                self.run_end[rids] = step + k
-                return
-            one = np.ones(rids.size, bool)
-        else:
-            one = mergeable  # type: ignore[assignment]
-            cont &= one
+        if toks is None:  # every row mergeable: continue open runs, start the others
+            if not cont.all():
+                nc = ~cont
+                close = nc & (re >= 0)
+                if close.any():
+                    cr = rids[close]
+                    cs = self.run_start[cr]
+                    self._emit(cr, cs, re[close] - cs, None)
+                self.run_start[rids[nc]] = step
+            self.run_end[rids] = step + k
+            return
+        assert mergeable is not None
+        one = mergeable
+        cont &= one
         has = re >= 0
         close = has & ~cont
         if close.any():
@@ -612,7 +623,7 @@ class _Sim:
         if newrun.any():
             self.run_start[rids[newrun]] = step
         self.run_end[rids[one]] = step + k
-        if toks is not None and not one.all():
+        if not one.all():
             multi = ~one
             mr = rids[multi]
             self.run_end[mr] = -1
