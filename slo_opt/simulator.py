@@ -429,7 +429,9 @@ class _Sim:
         if rids[0] < 0 or rids[-1] >= self.n:
             self.fail(f"unknown request id in {rids.tolist()}")
         st = self.state[rids]
-        if st.min() < _WAITING or st.max() > _SWAPPED:
+        smin = int(st.min())
+        smax = int(st.max())
+        if smin < _WAITING or smax > _SWAPPED:
             bad = (st != _WAITING) & (st != _RUNNING) & (st != _SWAPPED)
             r = int(rids[np.flatnonzero(bad)[0]])
             why = {_NOT_ARRIVED: "has not arrived", _DONE: "is finished",
@@ -437,7 +439,7 @@ class _Sim:
             self.fail(f"request {r} {why}")
         comp = self.computed[rids]
         gen_old = self.generated[rids]
-        nxt = self.P[rids] + gen_old - comp
+        nxt = self.nt[rids]  # == P + generated - computed
         if toks.min() < 1:
             r = int(rids[np.flatnonzero(toks < 1)[0]])
             self.fail(f"request {r}: tokens must be >= 1")
@@ -527,7 +529,7 @@ class _Sim:
             else:
                 self.record_allocs(rids, toks, step, 1, (toks == 1) & (nxt == 1))
         # state update (k tokens of decode per request, or one step of the plan)
-        if st.min() != _RUNNING or st.max() != _RUNNING:
+        if smin != _RUNNING or smax != _RUNNING:
             pm = st != _RUNNING
             promoted = rids[pm]
             fs = self.first_scheduled_s[promoted]
@@ -559,7 +561,8 @@ class _Sim:
         self.held[rids] = new_held
         self.generated[rids] = gen
         ntn = self.P[rids] + gen - newc
-        self.nt[rids] = ntn
+        if k > 1 or not pure:  # a pure decode step leaves next_tokens at 1
+            self.nt[rids] = ntn
         done = gen == self.O[rids]
         if done.any():
             fin = rids[done]

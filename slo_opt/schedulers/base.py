@@ -138,6 +138,15 @@ class StepPlan:
         Fast-forward promise: for a pure-decode plan, the policy would return the same plan at
         every following step until an arrival, a completion, a KV-block shortage, or this time.
         ``-inf`` (default) makes no promise.
+    decode_all_until_s : float
+        Continuous-batching promise (opt-in; for stateless policies whose plan calls may be
+        skipped). At every *later* step that starts before this time, while (a) no request has
+        arrived since this plan, (b) no request is waiting or swapped, (c) every running request
+        was in this plan and is in decode (``next_tokens == 1``, at least one output token), and
+        (d) one more token of every running request fits in the free KV blocks, the policy
+        would return one decode token for every running request, with no eviction or
+        rejection, and the same promise. The simulator then runs those steps, across
+        completions, without calling ``plan``. ``-inf`` (default) makes no promise.
     """
 
     tokens: Mapping[int, int]
@@ -146,6 +155,7 @@ class StepPlan:
     reject: frozenset[int] = frozenset()
     wait_until_s: float | None = None
     repeat_until_s: float = -math.inf
+    decode_all_until_s: float = -math.inf
 
     @classmethod
     def idle(cls, wait_until_s: float | None = None) -> StepPlan:

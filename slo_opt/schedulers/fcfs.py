@@ -117,8 +117,11 @@ class FCFS:
             admit(view, plan, order, token_budget=left, free_blocks=free,
                   max_seqs=self.max_batch_seqs - n_run + len(plan), chunked=False)
         repeat = math.inf if not preempted and not reject and is_pure_decode(view, plan) else -math.inf
+        # continuous FCFS is stateless: with nothing waiting it decodes every running request;
+        # subclasses (other orders, extra state) do not inherit this promise
+        every = math.inf if type(self) is FCFS else -math.inf
         return StepPlan(plan, preempt=frozenset(preempted), reject=frozenset(reject),
-                        repeat_until_s=repeat)
+                        repeat_until_s=repeat, decode_all_until_s=every)
 
     def _static(self, view: EngineView, max_seqs: int) -> StepPlan:
         gen, out = view.num_generated, view.workload.output_tokens

@@ -88,4 +88,7 @@ class Orca:
         admit(view, plan, order, token_budget=budget, max_seqs=self.max_batch_seqs,
               free_blocks=cap - reserved, chunked=False, reserve_blocks=reserve)
         repeat = math.inf if not reject and is_pure_decode(view, plan) else -math.inf
-        return StepPlan(plan, reject=frozenset(reject), repeat_until_s=repeat)
+        # stateless: with nothing waiting every running request advances (StepPlan docs)
+        every = math.inf if type(self) is Orca else -math.inf
+        return StepPlan(plan, reject=frozenset(reject), repeat_until_s=repeat,
+                        decode_all_until_s=every)
