@@ -102,6 +102,17 @@ class _Cols:
         return [c[: self.n].copy() for c in self.cols]
 
 
+# C-level reductions (ndarray.sum() etc. go through a Python wrapper: measurable per call)
+_sum = np.add.reduce
+_min = np.minimum.reduce
+_max = np.maximum.reduce
+_nz = np.count_nonzero
+
+
+def _all(x: np.ndarray) -> bool:
+    return bool(np.count_nonzero(x) == x.size)
+
+
 _EMPTY_IDS = np.zeros(0, np.int64)
 _EMPTY_IDS.setflags(write=False)
 
@@ -429,8 +440,8 @@ class _Sim:
         if rids[0] < 0 or rids[-1] >= self.n:
             self.fail(f"unknown request id in {rids.tolist()}")
         st = self.state[rids]
-        smin = int(st.min())
-        smax = int(st.max())
+        smin = int(_min(st))
+        smax = int(_max(st))
         if smin < _WAITING or smax > _SWAPPED:
             bad = (st != _WAITING) & (st != _RUNNING) & (st != _SWAPPED)
             r = int(rids[np.flatnonzero(bad)[0]])
@@ -440,14 +451,14 @@ class _Sim:
         comp = self.computed[rids]
         gen_old = self.generated[rids]
         nxt = self.nt[rids]  # == P + generated - computed
-        if toks.min() < 1:
+        if _min(toks) < 1:
             r = int(rids[np.flatnonzero(toks < 1)[0]])
             self.fail(f"request {r}: tokens must be >= 1")
         over = toks > nxt
-        if over.any():
+        if _nz(over):
             i = int(np.flatnonzero(over)[0])
             self.fail(f"request {int(rids[i])}: {int(toks[i])} tokens > next_tokens {int(nxt[i])}")
-        total = int(toks.sum())
+        total = int(_sum(toks))
         if total > self.max_batch_tokens:
             self.fail(f"{total} tokens exceed the engine's max_batch_tokens {self.e.max_batch_tokens}")
         # KV: swapped-in requests bring their blocks back (they hold none); everyone may grow.
@@ -455,7 +466,7 @@ class _Sim:
         newc = comp + toks
         new_held = -(-newc // b)
         held = self.held[rids]  # 0 for waiting and swapped requests
-        need = int(new_held.sum()) - int(held.sum())
+        need = int(_sum(new_held)) - int(_sum(held))
         if need > self.free_blocks:
             self.fail(f"KV overflow: needs {need} blocks, {self.free_blocks} free")
         swap_s = self.pending_swap_s
@@ -463,7 +474,7 @@ class _Sim:
         swapped_in = False
         if self.swapped:
             sw = st == _SWAPPED
-            if sw.any():
+            if _nz(sw):
                 swapped_in = True
                 self._views[2] = None
                 for r in rids[sw].tolist():
@@ -476,16 +487,16 @@ class _Sim:
         n_dec = int(np.count_nonzero(is_dec))
         pure = n_dec == m
         if pure:
-            ctx_dec = int(comp.sum()) + m
+            ctx_dec = int(_sum(comp)) + m
             shape = BatchShape(decode_seqs=m, decode_context_tokens=ctx_dec)
         else:
             pf = ~is_dec
             shape = BatchShape(
-                prefill_tokens=int(toks[pf].sum()),
+                prefill_tokens=int(_sum(toks[pf])),
                 decode_seqs=n_dec,
-                decode_context_tokens=int((comp[is_dec] + 1).sum()),
+                decode_context_tokens=int(_sum(comp[is_dec] + 1)),
                 prefill_seqs=m - n_dec,
-                prefill_context_tokens=int(newc[pf].sum()),
+                prefill_context_tokens=int(_sum(newc[pf])),
             )
         start = self.align(self.now) if self.align is not None else self.now
         dt = float(self.e.step_time_s(shape))
@@ -548,7 +559,7 @@ class _Sim:
                 emit = toks == nxt
                 gen = gen_old + emit
                 first = emit & (gen_old == 0)
-                if first.any():
+                if _nz(first):
                     fr = rids[first]
                     self.first_token_step[fr] = last_step
                     self.first_token_time_s[fr] = self._last_end
@@ -557,19 +568,19 @@ class _Sim:
             new_held = -(-newc // b)
             gen = gen_old + k
         self.computed[rids] = newc
-        self.free_blocks -= int(new_held.sum()) - int(held.sum())
+        self.free_blocks -= int(_sum(new_held)) - int(_sum(held))
         self.held[rids] = new_held
         self.generated[rids] = gen
         ntn = self.P[rids] + gen - newc
         if k > 1 or not pure:  # a pure decode step leaves next_tokens at 1
             self.nt[rids] = ntn
         done = gen == self.O[rids]
-        if done.any():
+        if _nz(done):
             fin = rids[done]
             self.finish_step[fin] = last_step
             self.finish_time_s[fin] = self._last_end
             self.state[fin] = _DONE
-            self.free_blocks += int(self.held[fin].sum())
+            self.free_blocks += int(_sum(self.held[fin]))
             self.held[fin] = 0
             fset = set(fin.tolist())
             self.running = [r for r in self.running if r not in fset]
@@ -603,10 +614,10 @@ class _Sim:
         re = self.run_end[rids]
         cont = re == step
         if toks is None:  # every row mergeable: continue open runs, start the others
-            if not cont.all():
+            if not _all(cont):
                 nc = ~cont
                 close = nc & (re >= 0)
-                if close.any():
+                if _nz(close):
                     cr = rids[close]
                     cs = self.run_start[cr]
                     self._emit(cr, cs, re[close] - cs, None)
@@ -618,15 +629,15 @@ class _Sim:
         cont &= one
         has = re >= 0
         close = has & ~cont
-        if close.any():
+        if _nz(close):
             cr = rids[close]
             cs = self.run_start[cr]
             self._emit(cr, cs, re[close] - cs, None)
         newrun = one & ~cont
-        if newrun.any():
+        if _nz(newrun):
             self.run_start[rids[newrun]] = step
         self.run_end[rids[one]] = step + k
-        if not one.all():
+        if not _all(one):
             multi = ~one
             mr = rids[multi]
             self.run_end[mr] = -1
@@ -647,7 +658,7 @@ class _Sim:
 
         Sets ``self._ff_times = (starts, ends, ctx0)`` for the returned ``k > 1`` steps.
         """
-        k = int((self.O[rids] - gen).min())  # up to and incl. first completion
+        k = int(_min(self.O[rids] - gen))  # up to and incl. first completion
         if k <= 1:
             return 1
         # KV: block acquisitions (step numbers 1..k) per request; stop before the (F+1)-th.
@@ -655,7 +666,7 @@ class _Sim:
         first_acq = (-(-comp // b)) * b - comp + 1  # step at which a new block is first needed
         counts = (k - first_acq) // b + 1
         np.maximum(counts, 0, out=counts)
-        tot = int(counts.sum())
+        tot = int(_sum(counts))
         if tot > self.free_blocks:
             offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
             acq = np.repeat(first_acq, counts) + b * offs
@@ -668,7 +679,7 @@ class _Sim:
         # time: steps starting before the next arrival and before the promise horizon run
         limit = min(self.next_arrival_s() - ARRIVAL_EPS_S, repeat_until_s)
         n = int(rids.size)
-        ctx0 = int(comp.sum()) + n
+        ctx0 = int(_sum(comp)) + n
         if math.isinf(limit):
             chunk = k
         else:  # most runs end at an arrival: compute about as many steps as fit before it
@@ -689,7 +700,7 @@ class _Sim:
             late = starts >= limit
             if pos == 0:
                 late[0] = False
-            if late.any():
+            if _nz(late):
                 cut = int(np.argmax(late))
                 parts_s.append(starts[:cut])
                 parts_e.append(ends[:cut])
@@ -733,11 +744,11 @@ class _Sim:
             comp = self.computed[rids]
         assert comp is not None and gen is not None and nt is not None
         m = int(rids.size)
-        if m > self.max_batch_tokens or gen.min() < 1 or (nt != 1).any():
+        if m > self.max_batch_tokens or _min(gen) < 1 or _nz(nt != 1):
             return False
         rem = self.O[rids] - gen  # >= 1: finished requests are not running
-        K = int(rem.max())
-        c_all = int(comp.sum())
+        K = int(_max(rem))
+        c_all = int(_sum(comp))
         limit = min(self.next_arrival_s() - ARRIVAL_EPS_S, self.promise_until, limit_s)
         if limit < math.inf:  # steps that fit before the limit (estimate + margin)
             dt0 = self._dt_dec
@@ -757,7 +768,7 @@ class _Sim:
             last = np.minimum(rem, K) - 1
             counts = (last - first0) // b + 1
             np.maximum(counts, 0, out=counts)
-            tot = int(counts.sum())
+            tot = int(_sum(counts))
         if tot > self.free_blocks:
             offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
             acq = np.bincount(np.repeat(first0, counts) + b * offs, minlength=K)[:K]
@@ -766,12 +777,12 @@ class _Sim:
                               minlength=K)[:K].astype(np.int64)
             used = np.cumsum(acq - rel)
             short = acq > self.free_blocks - (used - acq + rel)
-            if short.any():
+            if _nz(short):
                 K = int(np.argmax(short))
         if K < 1:
             return False
         # segments of constant batch: the batch shrinks after each completion inside the run
-        rmin = int(rem.min())
+        rmin = int(_min(rem))
         segs = [(0, m, c_all)]  # (first step, batch size, sum of comp over the batch)
         if rmin < K:
             early = rem < K
@@ -833,7 +844,7 @@ class _Sim:
         self.record_allocs(rids, None, step, ki)
         newc = comp + ki
         new_held = -(-newc // b)
-        self.free_blocks -= int(new_held.sum()) - int(self.held[rids].sum())
+        self.free_blocks -= int(_sum(new_held)) - int(_sum(self.held[rids]))
         self.computed[rids] = newc
         self.generated[rids] = gen + ki
         self.held[rids] = new_held
@@ -844,7 +855,7 @@ class _Sim:
             self.finish_step[fin] = step + fsteps
             self.finish_time_s[fin] = ends[fsteps]
             self.state[fin] = _DONE
-            self.free_blocks += int(new_held[done].sum())
+            self.free_blocks += int(_sum(new_held[done]))
             self.held[fin] = 0
             fset = set(fin.tolist())
             self.running = [r for r in self.running if r not in fset]

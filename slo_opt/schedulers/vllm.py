@@ -34,10 +34,10 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
         nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - comp
         if long_prefill_token_threshold > 0:
             nt = np.minimum(nt, long_prefill_token_threshold)
-        total = int(nt.sum())
+        total = int(np.add.reduce(nt))
         if total <= budget:
             b = view.kv_block_tokens
-            need = int((-(-(comp + nt) // b)).sum()) - int((-(-comp // b)).sum())
+            need = int(np.add.reduce(-(-(comp + nt) // b))) - int(np.add.reduce(-(-comp // b)))
             if need <= free:
                 return dict(zip(ids.tolist(), nt.tolist())), set(), budget - total, free - need
     plan: dict[int, int] = {}
@@ -73,7 +73,9 @@ def is_pure_decode(view: EngineView, plan: dict[int, int]) -> bool:
         toks = np.fromiter(plan.values(), np.int64, len(plan))
         g = gen[ids]
         nt = view.workload.prompt_tokens[ids] + g - view.num_computed[ids]
-        return bool((toks == 1).all() and (nt == 1).all() and (g >= 1).all())
+        k = len(plan)
+        return bool(np.count_nonzero(toks == 1) == k and np.count_nonzero(nt == 1) == k
+                    and np.count_nonzero(g >= 1) == k)
     return bool(plan) and all(
         t == 1 and view.next_tokens(r) == 1 and gen[r] >= 1 for r, t in plan.items()
     )
