@@ -100,10 +100,24 @@ class RooflineEngineModel:
 
     def decode_step_times_s(self, decode_seqs: int, decode_context_tokens: int,
                             num_steps: int) -> np.ndarray:
-        """Per-step pure-decode times (same floats as :meth:`step_time_s`)."""
-        return np.array([self.step_time_s(BatchShape(
-            decode_seqs=decode_seqs, decode_context_tokens=decode_context_tokens
-            + j * decode_seqs)) for j in range(num_steps)], dtype=float)
+        """Per-step pure-decode times (same floats as :meth:`step_time_s`, vectorised).
+
+        The terms are evaluated in the order of :meth:`step_time_s`, so each element is the
+        float that method returns (tested).
+        """
+        if decode_seqs <= 0:
+            return np.array([self.step_time_s(BatchShape(
+                decode_seqs=decode_seqs, decode_context_tokens=decode_context_tokens
+                + j * decode_seqs)) for j in range(num_steps)], dtype=float)
+        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s
+        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s
+        tw = weight_bytes(self.shape) / bw
+        tg = self.shape.flops_per_token * decode_seqs / fl
+        ta = 0 * self.shape.attn_flops_per_token_pair / fl
+        base = self.overhead_s + self.per_seq_s * decode_seqs + max(tw, tg)
+        ctx = decode_context_tokens + decode_seqs * np.arange(num_steps, dtype=np.int64)
+        tkv = ctx * kv_bytes_per_token(self.shape) / bw
+        return (base + tkv) + ta
 
 
 _ETA_M_GRID = np.round(np.arange(0.40, 1.0001, 0.01), 4)
