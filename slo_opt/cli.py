@@ -185,7 +185,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
         sm["scheduler"] = name
         sm["wall_s"] = time.perf_counter() - t0
         rows.append(sm)
-    bound = _demo_bound(w, eng)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     hdr = (f"{'scheduler':<12} {'attain':>7} {'TTFT ok':>7} {'TPOT ok':>7} {'p50 TTFT':>9} "
@@ -200,13 +199,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
               f"{r['tpot_attainment']:>7.3f} {r['p50_ttft_s']:>9.3f} {r['p99_ttft_s']:>9.3f} "
               f"{r['mean_tpot_s']:>9.4f} {r['mean_e2e_s']:>9.3f} {r['num_rejected']:>4d} "
               f"{r['wall_s']:>5.2f}s")
-    if bound is not None:
-        print(f"{'upper bound':<12} {bound['value']:>7.3f}   ({bound['name']}, "
-              f"proven: no policy can exceed it)")
     gap = None if a.no_gap else _demo_gap(names)
-    (out / "demo.json").write_text(json.dumps({"rows": rows, "bound": bound, "gap": gap},
+    (out / "demo.json").write_text(json.dumps({"rows": rows, "gap": gap},
                                               indent=2, default=_json_default))
-    png = _demo_plot(rows, bound, out / "demo.png")
+    png = _demo_plot(rows, gap, out / "demo.png")
     print(f"wrote {out / 'demo.json'}" + (f" and {png}" if png else " (no matplotlib: no plot)"))
     return 0
 
@@ -245,23 +241,8 @@ def _demo_gap(names: list[str], n: int = 40, load: float = 3.0, seed: int = 0,
             "schedulers": heur}
 
 
-def _demo_bound(w: Workload, eng: Any) -> dict[str, Any] | None:
-    """Optional attainment upper bound from ``slo_opt.solvers`` (if installed and provided)."""
-    try:
-        solvers = importlib.import_module("slo_opt.solvers")
-    except ImportError:
-        return None
-    fn = getattr(solvers, "attainment_upper_bound", None)
-    if fn is None:
-        return None
-    try:
-        return dict(fn(w, eng))
-    except Exception as exc:  # a bound is a bonus in the demo, never a failure
-        print(f"(upper bound skipped: {exc})", file=sys.stderr)
-        return None
-
-
-def _demo_plot(rows: list[dict[str, Any]], bound: dict[str, Any] | None, path: Path) -> Path | None:
+def _demo_plot(rows: list[dict[str, Any]], gap: dict[str, Any] | None, path: Path
+               ) -> Path | None:
     try:
         import matplotlib
 
@@ -271,15 +252,26 @@ def _demo_plot(rows: list[dict[str, Any]], bound: dict[str, Any] | None, path: P
         return None
     rows = sorted(rows, key=lambda r: -r["attainment"])
     names = [r["scheduler"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ncol = 3 if gap is not None else 2
+    fig, axes = plt.subplots(1, ncol, figsize=(5 * ncol, 3.8))
     axes[0].bar(names, [r["attainment"] for r in rows], color="tab:blue")
-    if bound is not None:
-        axes[0].axhline(bound["value"], color="k", ls="--", lw=1, label=bound["name"])
-        axes[0].legend(fontsize=8)
+    axes[0].set_title("shipped workload, H100 profile", fontsize=9)
     axes[0].set_ylabel("SLO attainment")
     axes[0].set_ylim(0, 1.05)
     axes[1].bar(names, [r["p99_ttft_s"] for r in rows], color="tab:orange")
     axes[1].set_ylabel("p99 TTFT (s)")
+    if gap is not None:
+        h = sorted(gap["schedulers"].items(), key=lambda kv: -kv[1])
+        axes[2].bar([k for k, _ in h], [v for _, v in h], color="tab:green")
+        if gap["milp_incumbent"] is not None:
+            axes[2].axhline(gap["milp_incumbent"], color="k", ls="--", lw=1,
+                            label=f"offline optimum ({gap['milp_status']})")
+        axes[2].axhline(gap["lp_bound"], color="grey", ls=":", lw=1, label="LP bound")
+        axes[2].set_ylim(0, 1.05)
+        axes[2].set_title(f"small slotted instance (n={gap['n']}, load {gap['load']:g}x)",
+                          fontsize=9)
+        axes[2].set_ylabel("SLO attainment")
+        axes[2].legend(fontsize=7)
     for ax in axes:
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
