@@ -138,6 +138,26 @@ def aiconfigurator_rows(gpu: str) -> list[ProfileRow]:
     return rows
 
 
+def distserve_rows(shared: Path, flavour: str) -> list[ProfileRow]:
+    """DistServe's fitted A100-80GB OPT-13B TP1 coefficients evaluated on a grid (ms -> s).
+
+    prefill = a + b*len + c*len^2 (batch 1); decode = a + b*sum(ctx) + c*batch (batch < 95).
+    """
+    path = shared / f"traces/calibration_profiles/distserve/profiler-a100-80g.{flavour}.json"
+    d = json.loads(path.read_text())["facebook/opt-13b"]["1"]
+    pa, pb, pc = d["prefill"]
+    da, db, dc = d["decoding_smallbs"]
+    rows = []
+    for b in (1, 2, 4, 8, 16, 32, 64):
+        for c in (128, 512, 1024, 2048):
+            ms = da + db * b * c + dc * b
+            rows.append(ProfileRow("a100", "opt-13b", "decode", b, 1, c, ms * 1e-3))
+    for p in (64, 128, 256, 512, 1024, 2048):
+        ms = pa + pb * p + pc * p * p
+        rows.append(ProfileRow("a100", "opt-13b", "prefill", 1, p, 0, ms * 1e-3))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results"))
@@ -192,17 +212,26 @@ def main(argv=None) -> int:
         res["public"]["llmservingsim_rtx4090_llama-3.1-8b"] = {"error": str(e)}
     for g in AICONF_B7:
         public[f"aiconfigurator_{g}_llama-3-8b_b7fit"] = (g, aiconfigurator_rows(g))
+    model_of = {}
+    for flavour in ("vllm", "distserve"):
+        key = f"distserve_a100_opt-13b_tp1_{flavour}"
+        try:
+            public[key] = ("a100", distserve_rows(shared, flavour))
+            model_of[key] = "opt-13b"
+        except (OSError, KeyError, ValueError) as e:
+            res["public"][key] = {"error": str(e)}
     for key, (gk, rows) in public.items():
         if eff_all is None:
             break
-        m = roofline_from_efficiencies(key, get_gpu(gk), get_shape("llama-3.1-8b"), eff_all)
+        mk = model_of.get(key, "llama-3.1-8b")
+        m = roofline_from_efficiencies(key, get_gpu(gk), get_shape(mk), eff_all)
         y = np.array([r.latency_s for r in rows])
         pred = np.array([m.step_time_s(r.shape) for r in rows])
         entry = {"roofline_transfer": per_phase(rows, pred),
                  "measured_ms_examples": {f"{r.phase} b={r.batch_size} p={r.tokens_per_seq} "
                                           f"c={r.context_tokens}": round(r.latency_s * 1e3, 3)
                                           for r in rows[::7]}}
-        refit = fit_roofline(rows, get_gpu(gk), get_shape("llama-3.1-8b"), key)
+        refit = fit_roofline(rows, get_gpu(gk), get_shape(mk), key)
         entry["roofline_refit_on_this_dataset"] = {
             "eta_mem": refit.eta_mem, "eta_flops": refit.eta_flops,
             "overhead_s": refit.overhead_s, "per_seq_s": refit.per_seq_s,
