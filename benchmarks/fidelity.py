@@ -23,6 +23,7 @@ Writes ``fidelity.json`` and ``fidelity.png`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -158,6 +159,40 @@ def distserve_rows(shared: Path, flavour: str) -> list[ProfileRow]:
     return rows
 
 
+#: NVLink per-direction bandwidth (NVIDIA A100 / H100 SXM datasheets: 600 / 900 GB/s total).
+NVLINK_BYTES_PER_S = {"a100": 300e9, "h100": 450e9}
+
+
+def splitwise_rows(shared: Path) -> dict[tuple[str, int], list[ProfileRow]]:
+    """Splitwise's measured Llama2-70B runs (vLLM, A100/H100-80GB, TP 2/4/8), per (GPU, TP).
+
+    ``prompt_time`` is one prefill iteration of ``batch`` prompts; ``token_time`` the mean decode
+    iteration time over ``token_size`` output tokens, compared at the mean context
+    ``prompt + token_size / 2``. Rows are averaged over the repeated runs; power-capped runs
+    and BLOOM are left out.
+    """
+    path = shared / "traces/calibration_profiles/splitwise_sim/perf_model.csv"
+    acc: dict[tuple, list[tuple[float, float]]] = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["model"] != "llama2-70b" or r["hardware"] not in ("a100-80gb", "h100-80gb"):
+                continue
+            key = (r["hardware"][:4], int(r["tensor_parallel"]), int(r["prompt_size"]),
+                   int(r["batch_size"]), int(r["token_size"]))
+            acc.setdefault(key, []).append((float(r["prompt_time"]), float(r["token_time"])))
+    out: dict[tuple[str, int], list[ProfileRow]] = {}
+    prefill_seen = set()
+    for (g, tp, p, b, o), vals in sorted(acc.items()):
+        pt = float(np.mean([v[0] for v in vals])) * 1e-3
+        tt = float(np.mean([v[1] for v in vals])) * 1e-3
+        rows = out.setdefault((g, tp), [])
+        if (g, tp, p, b) not in prefill_seen:
+            prefill_seen.add((g, tp, p, b))
+            rows.append(ProfileRow(g, "llama-2-70b", "prefill", b, p, 0, pt))
+        rows.append(ProfileRow(g, "llama-2-70b", "decode", b, 1, p + o // 2, tt))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results"))
@@ -213,6 +248,16 @@ def main(argv=None) -> int:
     for g in AICONF_B7:
         public[f"aiconfigurator_{g}_llama-3-8b_b7fit"] = (g, aiconfigurator_rows(g))
     model_of = {}
+    engine_kw: dict[str, dict] = {}
+    try:
+        for (g, tp), rows in splitwise_rows(shared).items():
+            key = f"splitwise_{g}_llama-2-70b_tp{tp}"
+            public[key] = (g, rows)
+            model_of[key] = "llama-2-70b"
+            engine_kw[key] = {"tensor_parallel": tp,
+                              "interconnect_bytes_per_s": NVLINK_BYTES_PER_S[g]}
+    except (OSError, KeyError, ValueError) as e:
+        res["public"]["splitwise"] = {"error": str(e)}
     for flavour in ("vllm", "distserve"):
         key = f"distserve_a100_opt-13b_tp1_{flavour}"
         try:
@@ -220,22 +265,46 @@ def main(argv=None) -> int:
             model_of[key] = "opt-13b"
         except (OSError, KeyError, ValueError) as e:
             res["public"][key] = {"error": str(e)}
+    alpha_fit = None
+    if eff_all is not None and "splitwise_a100_llama-2-70b_tp2" in public:
+        # one held-in configuration: the all-reduce latency that fits A100 TP2 best, then
+        # transferred unchanged to A100 TP4/8 and H100 TP2/4/8
+        _, rows2 = public["splitwise_a100_llama-2-70b_tp2"]
+        y2 = np.array([r.latency_s for r in rows2])
+
+        def med(a: float) -> float:
+            m = roofline_from_efficiencies("fit", get_gpu("a100"), get_shape("llama-2-70b"),
+                                           eff_all, **engine_kw["splitwise_a100_llama-2-70b_tp2"],
+                                           allreduce_latency_s=a)
+            return float(np.median(np.abs(np.array([m.step_time_s(r.shape) for r in rows2])
+                                          / y2 - 1)))
+        alpha_fit = float(min(np.arange(0, 300e-6, 5e-6), key=med))
+        res["splitwise_allreduce_latency_fit_s"] = alpha_fit
     for key, (gk, rows) in public.items():
         if eff_all is None:
             break
         mk = model_of.get(key, "llama-3.1-8b")
-        m = roofline_from_efficiencies(key, get_gpu(gk), get_shape(mk), eff_all)
+        m = roofline_from_efficiencies(key, get_gpu(gk), get_shape(mk), eff_all,
+                                       **engine_kw.get(key, {}))
         y = np.array([r.latency_s for r in rows])
         pred = np.array([m.step_time_s(r.shape) for r in rows])
         entry = {"roofline_transfer": per_phase(rows, pred),
                  "measured_ms_examples": {f"{r.phase} b={r.batch_size} p={r.tokens_per_seq} "
                                           f"c={r.context_tokens}": round(r.latency_s * 1e3, 3)
                                           for r in rows[::7]}}
-        refit = fit_roofline(rows, get_gpu(gk), get_shape(mk), key)
-        entry["roofline_refit_on_this_dataset"] = {
-            "eta_mem": refit.eta_mem, "eta_flops": refit.eta_flops,
-            "overhead_s": refit.overhead_s, "per_seq_s": refit.per_seq_s,
-            "in_sample": per_phase(rows, np.array([refit.step_time_s(r.shape) for r in rows]))}
+        if key in engine_kw and alpha_fit is not None:
+            m2 = roofline_from_efficiencies(key, get_gpu(gk), get_shape(mk), eff_all,
+                                            **engine_kw[key], allreduce_latency_s=alpha_fit)
+            entry["roofline_transfer_alpha_fit_on_a100_tp2"] = per_phase(
+                rows, np.array([m2.step_time_s(r.shape) for r in rows]))
+            entry["allreduce_latency_s"] = alpha_fit
+        if key not in engine_kw:  # the refit has no tensor-parallel term
+            refit = fit_roofline(rows, get_gpu(gk), get_shape(mk), key)
+            entry["roofline_refit_on_this_dataset"] = {
+                "eta_mem": refit.eta_mem, "eta_flops": refit.eta_flops,
+                "overhead_s": refit.overhead_s, "per_seq_s": refit.per_seq_s,
+                "in_sample": per_phase(rows, np.array([refit.step_time_s(r.shape)
+                                                       for r in rows]))}
         res["public"][key] = entry
         scatter[f"{key} roofline transfer"] = (y, pred)
     # our H100 8B measurement vs aiconfigurator H100 (same GPU, different engine)

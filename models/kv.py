@@ -166,6 +166,8 @@ MODEL_SHAPES: dict[str, ModelShape] = {
                    weight_bytes_per_param=0.625),
         # meta-llama/Llama-2-7b-hf config.json (MHA)
         ModelShape("llama-2-7b", 32, 4096, 32, 32, 128, 11008, 32000, 2, 6_738_415_616),
+        # meta-llama/Llama-2-70b-hf config.json (GQA, 8 kv heads) -- for Splitwise's table
+        ModelShape("llama-2-70b", 80, 8192, 64, 8, 128, 28672, 32000, 2, 68_976_648_192),
         # facebook/opt-13b config.json (MHA, GELU MLP; ffn_dim 20480) -- for DistServe's table
         ModelShape("opt-13b", 40, 5120, 40, 40, 128, 20480, 50272, 2, 12_853_483_520,
                    tied_embeddings=True),

@@ -65,6 +65,9 @@ class RooflineEngineModel:
     max_batch_tokens: int = 8192
     kv_bytes_per_token: int = 131072
     host_bandwidth_bytes_per_s: float = 25e9
+    tensor_parallel: int = 1
+    interconnect_bytes_per_s: float = 300e9
+    allreduce_latency_s: float = 8e-6
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -72,11 +75,14 @@ class RooflineEngineModel:
             raise ValueError(f"{self.name}: efficiencies must be in (0, 1.5]")
         if self.overhead_s < 0 or self.per_seq_s < 0:
             raise ValueError(f"{self.name}: overheads must be >= 0")
+        if self.tensor_parallel < 1 or self.interconnect_bytes_per_s <= 0:
+            raise ValueError(f"{self.name}: tensor_parallel >= 1 and a positive interconnect "
+                             "bandwidth are required")
 
     def components_s(self, batch: BatchShape) -> tuple[float, float, float, float]:
         """``(T_weights, T_gemm, T_kv, T_attn)``: the roofline terms before max/sum."""
-        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s
-        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s
+        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s * self.tensor_parallel
+        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s * self.tensor_parallel
         n = batch.prefill_tokens + batch.decode_seqs
         q = batch.prefill_tokens * batch.prefill_context_tokens / max(batch.prefill_seqs, 1)
         kvb = kv_bytes_per_token(self.shape)
@@ -88,7 +94,20 @@ class RooflineEngineModel:
         if batch.prefill_tokens == 0 and batch.decode_seqs == 0:
             return 0.0
         tw, tg, tkv, ta = self.components_s(batch)
-        return self.overhead_s + self.per_seq_s * batch.decode_seqs + max(tw, tg) + tkv + ta
+        t = self.overhead_s + self.per_seq_s * batch.decode_seqs + max(tw, tg) + tkv + ta
+        if self.tensor_parallel > 1:
+            t += self.allreduce_s(batch.prefill_tokens + batch.decode_seqs)
+        return t
+
+    def allreduce_s(self, num_tokens: int) -> float:
+        """Tensor-parallel communication per step: two ring all-reduces of the activations
+        (``num_tokens x hidden`` bf16) per layer, ``2 (t-1)/t`` of the bytes over the link."""
+        t = self.tensor_parallel
+        if t <= 1:
+            return 0.0
+        nbytes = num_tokens * self.shape.hidden_size * 2
+        per = self.allreduce_latency_s + 2 * (t - 1) / t * nbytes / self.interconnect_bytes_per_s
+        return 2 * self.shape.num_layers * per
 
     def utilization(self, batch: BatchShape) -> float:
         """Fraction of the step the roofline's binding resource is busy (for power)."""
@@ -105,7 +124,7 @@ class RooflineEngineModel:
         The terms are evaluated in the order of :meth:`step_time_s`, so each element is the
         float that method returns (tested).
         """
-        if decode_seqs <= 0:
+        if decode_seqs <= 0 or self.tensor_parallel > 1:
             return np.array([self.step_time_s(BatchShape(
                 decode_seqs=decode_seqs, decode_context_tokens=decode_context_tokens
                 + j * decode_seqs)) for j in range(num_steps)], dtype=float)
