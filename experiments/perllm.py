@@ -50,7 +50,7 @@ from slo_opt.runrecord import git_sha, write_rows_csv
 from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
 
 __all__ = ["DEPLOYMENTS", "PAPER", "build_cluster", "build_workload", "main", "oracle_assignment",
-           "planner_assignment", "tune"]
+           "planner_assignment", "slotted_assignment", "tune"]
 
 PAPER = {"throughput_x": (2.2, 2.1, 1.6), "energy_reduction_pct": 50.0}
 COMPARATORS = ("random", "round_robin", "ucb")
@@ -199,6 +199,41 @@ def planner_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int
                      "planner_milp_wall_s": wall}
 
 
+def slotted_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int,
+                       slot_s: float, time_limit_s: float, shares: Sequence[float],
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Time-slotted, queueing-aware MILP (:mod:`slo_opt.solvers.placement_slotted`), replayed.
+
+    One lexicographic solve (most deadlines met, then least model energy) per prefill share
+    ``phi`` in ``shares``; each plan's sites are replayed through :func:`simulate_cluster`
+    (same workload and network draws) and the replay with most met deadlines (ties: least
+    energy) is kept. Requests the MILP cannot fit on time are rejected at dispatch. Clairvoyant
+    about arrivals, lengths and bandwidth; the site schedulers are not told the planned start
+    slots, so the MILP's count is a plan, not a bound on the replay.
+    """
+    from slo_opt.solvers.placement_slotted import slotted_inputs, solve_slotted
+
+    best: tuple[tuple[int, float], np.ndarray, dict[str, Any]] | None = None
+    wall = 0.0
+    for phi in shares:
+        inst = slotted_inputs(w, cluster, np.random.default_rng(seed), payload_bytes=pay,
+                              slot_s=slot_s, prefill_share=phi)
+        res = solve_slotted(inst, time_limit_s=time_limit_s)
+        wall += res.wall_s
+        r = simulate_cluster(w, cluster, AssignmentDispatcher(res.site_of),
+                             rng=np.random.default_rng(seed), payload_bytes=pay)
+        score = (int(r.records["met"].sum()), -r.total_energy_j)
+        st = {"slotted_phi": phi, "slotted_status": res.status, "slotted_milp_met": res.met,
+              "slotted_milp_met_bound": res.met_bound,
+              "slotted_milp_energy_j": round(res.energy_j, 3),
+              "slotted_milp_energy_bound_j": round(res.energy_bound, 3),
+              "slotted_cols": res.num_cols}
+        if best is None or score > best[0]:
+            best = (score, res.site_of.copy(), st)
+    assert best is not None
+    return best[1], {**best[2], "slotted_milp_wall_s": round(wall, 3)}
+
+
 def _model_cost(inp: dict[str, Any], site_of: np.ndarray) -> np.ndarray:
     """Per-request MILP cost of an assignment: model energy + theta x model lateness."""
     i = np.flatnonzero(site_of >= 0)
@@ -273,6 +308,9 @@ def run(cfg: dict[str, Any], perllm_params: dict[str, float] | None = None,
                 plan, pst = planner_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
                                                cfg["planner_time_limit_s"],
                                                cfg["planner_iterations"], first=(oracle, ost))
+                slotted, sst = slotted_assignment(w, cluster, pay, net_seed, cfg["slotted_slot_s"],
+                                                  cfg["slotted_time_limit_s"],
+                                                  cfg["slotted_shares"])
                 pols: list[tuple[str, Any]] = [
                     (d, _dispatcher(d, seed, pp if d == "perllm" else {}))
                     for d in cfg["dispatchers"]]
@@ -280,6 +318,8 @@ def run(cfg: dict[str, Any], perllm_params: dict[str, float] | None = None,
                     pols.append(("perllm_default", _dispatcher("perllm", seed, {})))
                 pols.append(("oracle", AssignmentDispatcher(oracle, name="oracle")))
                 pols.append(("planner", AssignmentDispatcher(plan, name="planner")))
+                pols.append(("slotted_oracle", AssignmentDispatcher(slotted,
+                                                                    name="slotted_oracle")))
                 for name, disp in pols:
                     t0 = time.perf_counter()
                     r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(net_seed),
@@ -299,6 +339,8 @@ def run(cfg: dict[str, Any], perllm_params: dict[str, float] | None = None,
                                    planner_met_by_iteration=" ".join(
                                        str(h["met"]) for h in pst["planner_history"]),
                                    milp_wall_s=round(pst["planner_milp_wall_s"], 3))
+                    if name == "slotted_oracle":
+                        row.update(sst)
                     rows.append(row)
                     if name == "perllm":
                         ocost = _model_cost(ost["inputs"], oracle)
@@ -358,8 +400,8 @@ def _plots(rows: list[dict[str, Any]], regret: list[dict[str, Any]], out: Path) 
             ax = axes[a][b]
             for pol in pols:
                 ys = [_mean(rows, key, deployment=dep, rate_rps=x, policy=pol) for x in rates]
-                ax.plot(rates, ys, marker="o", lw=2.5 if pol in ("perllm", "oracle") else 1,
-                        label=pol)
+                bold = pol in ("perllm", "oracle", "slotted_oracle")
+                ax.plot(rates, ys, marker="o", lw=2.5 if bold else 1, label=pol)
             ax.set_xlabel("offered load (req/s)")
             ax.set_ylabel(lab)
             ax.set_title(f"{dep}: {lab}")
@@ -403,11 +445,13 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         return {"deployments": ["D1"], "rates": [5.0, 30.0], "n": 100, "seeds": args.seeds or 1,
                 "epoch_s": 10.0, "milp_time_limit_s": 5.0, "planner_time_limit_s": 2.0,
                 "planner_iterations": 2, "dispatchers": sorted(DISPATCHERS),
+                "slotted_slot_s": 1.0, "slotted_time_limit_s": 5.0, "slotted_shares": [0.3],
                 "tune_rates": [20.0], "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0]}
     return {"deployments": ["D1", "D2"], "rates": [5.0, 10.0, 20.0, 30.0, 40.0], "n": 300,
             "seeds": args.seeds or 2, "epoch_s": 10.0, "milp_time_limit_s": 20.0,
             "planner_time_limit_s": 5.0, "planner_iterations": 4,
-            "dispatchers": sorted(DISPATCHERS), "tune_rates": [10.0, 20.0, 40.0],
+            "slotted_slot_s": 1.0, "slotted_time_limit_s": 20.0,
+            "slotted_shares": [0.2, 0.35, 0.5], "dispatchers": sorted(DISPATCHERS), "tune_rates": [10.0, 20.0, 40.0],
             "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0]}
 
 
@@ -440,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     files = _plots(rows, regret, out)
     for h in head:
-        if h["comparator"] in (*COMPARATORS, "oracle", "planner", "perllm_default"):
+        if h["comparator"] in (*COMPARATORS, "oracle", "planner", "slotted_oracle",
+                                 "perllm_default"):
             print(f"{h['deployment']} @ {h['rate_rps']} req/s: perllm vs {h['comparator']}: "
                   f"goodput x{h['perllm_goodput_x']}, energy/completed "
                   f"{h['perllm_energy_reduction_pct']:+.1f}% lower "

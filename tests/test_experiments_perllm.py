@@ -30,7 +30,7 @@ def test_quick_run(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "records.csv")))
     pols = {r["policy"] for r in rows}
     assert {"perllm", "perllm_default", "ucb", "random", "round_robin", "oracle",
-            "planner"} <= pols
+            "planner", "slotted_oracle"} <= pols
     for r in rows:
         assert 0.0 <= float(r["deadline_satisfaction"]) <= 1.0
         assert float(r["energy_j"]) > 0
