@@ -102,12 +102,20 @@ class LinearEngineModel:
             raise ValueError("num_steps must be >= 0")
         if decode_seqs == 0:
             return np.zeros(num_steps)
-        ctx = decode_context_tokens + np.arange(num_steps, dtype=np.int64) * decode_seqs
         h = max(0, decode_seqs - self.knee_tokens)
-        # same operation order as step_time_s with p = q = 0
+        # same floats as step_time_s with p = q = 0: (head + c_ctx * ctx) + c_knee * h, computed
+        # in place (ctx is an exact integer in float64 below 2**53; x + head == head + x)
         head = (self.c0_s + self.c_prefill_s * 0 + self.c_prefill_sq_s * 0.0
                 + self.c_decode_s * decode_seqs)
-        return (head + self.c_ctx_s * ctx.astype(np.float64)) + self.c_knee_s * h
+        t = np.arange(num_steps, dtype=np.float64)
+        t *= decode_seqs
+        t += decode_context_tokens
+        t *= self.c_ctx_s
+        t += head
+        kh = self.c_knee_s * h
+        if kh != 0.0:
+            t += kh
+        return t
 
     def linear_surrogate(self) -> dict[str, float]:
         """Coefficients for solvers (seconds; ``knee_tokens`` as a float)."""

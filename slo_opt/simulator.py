@@ -221,6 +221,10 @@ class _Sim:
         self.slot_s = float(getattr(engine, "step_s", 0.0))
         self.bw = float(getattr(engine, "host_bandwidth_bytes_per_s", math.inf))
         self.kvb = float(getattr(engine, "kv_bytes_per_token", 0))
+        fast = getattr(engine, "decode_step_times_s", None)
+        self._dst: Callable[[int, int, int], np.ndarray] = (
+            fast if fast is not None
+            else lambda m, c, k: decode_step_times_s(engine, m, c, k))
 
     # ---------------------------------------------------------------------------------
     def fail(self, reason: str) -> None:
@@ -433,31 +437,20 @@ class _Sim:
         m = len(tk)
         rids = np.fromiter(tk.keys(), np.int64, m)
         toks = np.fromiter(tk.values(), np.int64, m)
-        if m > 1:
-            order = rids.argsort(kind="stable")
-            rids = rids[order]
-            toks = toks[order]
-        if rids[0] < 0 or rids[-1] >= self.n:
-            self.fail(f"unknown request id in {rids.tolist()}")
+        # rows stay in plan order (the records are sorted at the end); a bad plan is
+        # re-checked in id order so that the message names the smallest offending id
+        if _min(rids) < 0 or _max(rids) >= self.n:
+            self._plan_error(rids, toks)
         st = self.state[rids]
         smin = int(_min(st))
         smax = int(_max(st))
         if smin < _WAITING or smax > _SWAPPED:
-            bad = (st != _WAITING) & (st != _RUNNING) & (st != _SWAPPED)
-            r = int(rids[np.flatnonzero(bad)[0]])
-            why = {_NOT_ARRIVED: "has not arrived", _DONE: "is finished",
-                   _REJECTED: "was rejected"}.get(int(self.state[r]), "is not schedulable")
-            self.fail(f"request {r} {why}")
+            self._plan_error(rids, toks)
         comp = self.computed[rids]
         gen_old = self.generated[rids]
         nxt = self.nt[rids]  # == P + generated - computed
-        if _min(toks) < 1:
-            r = int(rids[np.flatnonzero(toks < 1)[0]])
-            self.fail(f"request {r}: tokens must be >= 1")
-        over = toks > nxt
-        if _nz(over):
-            i = int(np.flatnonzero(over)[0])
-            self.fail(f"request {int(rids[i])}: {int(toks[i])} tokens > next_tokens {int(nxt[i])}")
+        if _min(toks) < 1 or _nz(toks > nxt):
+            self._plan_error(rids, toks)
         total = int(_sum(toks))
         if total > self.max_batch_tokens:
             self.fail(f"{total} tokens exceed the engine's max_batch_tokens {self.e.max_batch_tokens}")
@@ -477,7 +470,7 @@ class _Sim:
             if _nz(sw):
                 swapped_in = True
                 self._views[2] = None
-                for r in rids[sw].tolist():
+                for r in np.sort(rids[sw]).tolist():
                     c = int(self.computed[r])
                     self.ev.append((self.step, r, int(EventKind.SWAP_IN), c))
                     swap_s += c * self.kvb / self.bw
@@ -545,7 +538,7 @@ class _Sim:
             promoted = rids[pm]
             fs = self.first_scheduled_s[promoted]
             self.first_scheduled_s[promoted[np.isnan(fs)]] = start
-            pl = promoted.tolist()
+            pl = np.sort(promoted).tolist() if promoted.size > 1 else promoted.tolist()
             pset = set(pl)
             self.waiting = [r for r in self.waiting if r not in pset]
             self.running.extend(pl)
@@ -602,6 +595,28 @@ class _Sim:
                     self.decode_all_run(nstart, limit_s, rids[keep], newc[keep], gen[keep],
                                         ntn[keep])
 
+    def _plan_error(self, rids: np.ndarray, toks: np.ndarray) -> None:
+        """Raise the :class:`InvalidPlan` of the first bad row in id order."""
+        order = rids.argsort(kind="stable")
+        rids = rids[order]
+        toks = toks[order]
+        if rids[0] < 0 or rids[-1] >= self.n:
+            self.fail(f"unknown request id in {rids.tolist()}")
+        st = self.state[rids]
+        bad = (st != _WAITING) & (st != _RUNNING) & (st != _SWAPPED)
+        if _nz(bad):
+            r = int(rids[np.flatnonzero(bad)[0]])
+            why = {_NOT_ARRIVED: "has not arrived", _DONE: "is finished",
+                   _REJECTED: "was rejected"}.get(int(self.state[r]), "is not schedulable")
+            self.fail(f"request {r} {why}")
+        if _min(toks) < 1:
+            r = int(rids[np.flatnonzero(toks < 1)[0]])
+            self.fail(f"request {r}: tokens must be >= 1")
+        nxt = self.nt[rids]
+        over = toks > nxt
+        i = int(np.flatnonzero(over)[0])
+        self.fail(f"request {int(rids[i])}: {int(toks[i])} tokens > next_tokens {int(nxt[i])}")
+
     def record_allocs(self, rids: np.ndarray, toks: np.ndarray | None, step: int,
                       k: int | np.ndarray,
                       mergeable: np.ndarray | None = None) -> None:
@@ -626,6 +641,13 @@ class _Sim:
             return
         assert mergeable is not None
         one = mergeable
+        if _all(cont == one):  # common mixed step: every one-token row continues its run
+            multi = ~one
+            mr = rids[multi]
+            if mr.size and _max(re[multi]) < 0:  # and the other rows have no open run
+                self.run_end[rids[one]] = step + k
+                self._emit(mr, step, 1, toks[multi])
+                return
         cont &= one
         has = re >= 0
         close = has & ~cont
@@ -807,28 +829,28 @@ class _Sim:
         for q, (a, nn, cc) in enumerate(segs):
             z = segs[q + 1][0] if q + 1 < len(segs) else K
             ln = z - a
-            dts = decode_step_times_s(self.e, nn, cc + nn * (a + 1), ln)
+            dts = self._dst(nn, cc + nn * (a + 1), ln)
+            i = i0 + a
+            s0 = c[0][i:i + ln]  # written in place in the step buffers (rows past the cut
+            e1 = c[1][i:i + ln]  # are given back below)
             if aligned:
-                starts = (idx0 + a + np.arange(ln)) * self.slot_s
-                ends = starts + dts
+                np.multiply(np.arange(idx0 + a, idx0 + a + ln), self.slot_s, out=s0)
+                np.add(s0, dts, out=e1)
             else:  # sequential sums, as step by step: end = start + dt
-                buf = np.empty(ln + 1)
-                buf[0] = carry
-                buf[1:] = dts
-                np.add.accumulate(buf, out=buf)
-                starts = buf[:-1]
-                ends = buf[1:]
+                e1[:] = dts
+                e1[0] += carry
+                np.add.accumulate(e1, out=e1)
+                s0[0] = carry
+                s0[1:] = e1[:-1]
             # starts increase: the first step starting at or after the limit is not run
-            cut = int(np.searchsorted(starts, limit)) if starts[-1] >= limit else ln
+            cut = int(np.searchsorted(s0, limit)) if s0[-1] >= limit else ln
             if a == 0 and cut == 0:
                 cut = 1
             if cut:
-                i, j = i0 + a, i0 + a + cut
-                c[0][i:j] = starts[:cut]
-                c[1][i:j] = ends[:cut]
+                j = i + cut
                 c[3][i:j] = nn
                 c[4][i:j] = np.arange(cc + nn * (a + 1), cc + nn * (a + cut) + 1, nn)
-                last_end = float(ends[cut - 1])
+                last_end = float(e1[cut - 1])
             k = a + cut
             if cut < ln:
                 break

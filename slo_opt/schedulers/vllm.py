@@ -31,7 +31,11 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
     if len(ids) > 4:  # vectorised fast path: everything fits (no chunk cut, no preemption)
         ids = np.asarray(ids, np.int64)
         comp = view.num_computed[ids]
-        nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - comp
+        nt_all = getattr(view, "nt_", None)  # the simulator's view keeps next_tokens per request
+        if nt_all is not None:
+            nt = nt_all[ids]
+        else:
+            nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - comp
         if long_prefill_token_threshold > 0:
             nt = np.minimum(nt, long_prefill_token_threshold)
         total = int(np.add.reduce(nt))
