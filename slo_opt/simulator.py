@@ -106,7 +106,10 @@ class _Cols:
 _sum = np.add.reduce
 _min = np.minimum.reduce
 _max = np.maximum.reduce
-_nz = np.count_nonzero
+try:  # the C function behind np.count_nonzero (skips its Python wrapper)
+    from numpy._core._multiarray_umath import count_nonzero as _nz
+except ImportError:  # pragma: no cover - other numpy layouts
+    _nz = np.count_nonzero
 
 
 def _all(x: np.ndarray) -> bool:
@@ -487,7 +490,7 @@ class _Sim:
             shape = BatchShape(
                 prefill_tokens=int(_sum(toks[pf])),
                 decode_seqs=n_dec,
-                decode_context_tokens=int(_sum(comp[is_dec] + 1)),
+                decode_context_tokens=int(_sum(comp[is_dec])) + n_dec,
                 prefill_seqs=m - n_dec,
                 prefill_context_tokens=int(_sum(newc[pf])),
             )
@@ -561,14 +564,15 @@ class _Sim:
             new_held = -(-newc // b)
             gen = gen_old + k
         self.computed[rids] = newc
-        self.free_blocks -= int(_sum(new_held)) - int(_sum(held))
+        self.free_blocks -= need if k == 1 else int(_sum(new_held)) - int(_sum(held))
         self.held[rids] = new_held
         self.generated[rids] = gen
         ntn = self.P[rids] + gen - newc
         if k > 1 or not pure:  # a pure decode step leaves next_tokens at 1
             self.nt[rids] = ntn
         done = gen == self.O[rids]
-        if _nz(done):
+        n_done = int(_nz(done))
+        if n_done:
             fin = rids[done]
             self.finish_step[fin] = last_step
             self.finish_time_s[fin] = self._last_end
@@ -583,7 +587,7 @@ class _Sim:
         self.now = float(self._last_end)
         # a decode-all promise holds only if every running request was in this plan
         if (self.ff and plan.decode_all_until_s > -math.inf and not plan.preempt
-                and not plan.swap_out and len(self.running) == m - int(np.count_nonzero(done))):
+                and not plan.swap_out and len(self.running) == m - n_done):
             self.promise_until = plan.decode_all_until_s
             # continue right away under the promise (the checks of advance(), fused)
             if (self.running and not self.waiting and not self.swapped
@@ -591,9 +595,10 @@ class _Sim:
                     and self.next_arrival_s() > self.now + ARRIVAL_EPS_S):
                 nstart = self.align(self.now) if self.align is not None else self.now
                 if nstart < limit_s and nstart < self.promise_until:
-                    keep = ~done
-                    self.decode_all_run(nstart, limit_s, rids[keep], newc[keep], gen[keep],
-                                        ntn[keep])
+                    if n_done:
+                        keep = ~done
+                        rids, newc, gen, ntn = rids[keep], newc[keep], gen[keep], ntn[keep]
+                    self.decode_all_run(nstart, limit_s, rids, newc, gen, ntn)
 
     def _plan_error(self, rids: np.ndarray, toks: np.ndarray) -> None:
         """Raise the :class:`InvalidPlan` of the first bad row in id order."""
@@ -843,7 +848,7 @@ class _Sim:
                 s0[0] = carry
                 s0[1:] = e1[:-1]
             # starts increase: the first step starting at or after the limit is not run
-            cut = int(np.searchsorted(s0, limit)) if s0[-1] >= limit else ln
+            cut = int(s0.searchsorted(limit)) if s0[-1] >= limit else ln
             if a == 0 and cut == 0:
                 cut = 1
             if cut:
