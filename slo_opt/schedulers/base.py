@@ -10,7 +10,6 @@ Adding a policy is one file: a dataclass whose fields are its hyper-parameters, 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from slo_opt.engine import EngineModel
+from slo_opt.registry import Registry
 from slo_opt.request import Workload
 
 __all__ = [
@@ -178,48 +178,23 @@ class Scheduler(Protocol):
         ...
 
 
-SCHEDULERS: dict[str, type] = {}
+SCHEDULERS = Registry("scheduler")
 S = TypeVar("S", bound=type)
 
 
 def register(cls: S) -> S:
     """Class decorator adding a scheduler to :data:`SCHEDULERS` under ``cls.name``."""
-    name = cls.name  # type: ignore[attr-defined]
-    if name in SCHEDULERS and SCHEDULERS[name] is not cls:
-        raise ValueError(f"scheduler name {name!r} already registered")
-    SCHEDULERS[name] = cls
-    return cls
+    return SCHEDULERS.register(cls)
 
 
 def scheduler_params(name_or_cls: str | type) -> dict[str, Any]:
     """Hyper-parameters of a scheduler and their defaults."""
-    cls = SCHEDULERS[name_or_cls] if isinstance(name_or_cls, str) else name_or_cls
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-        else:
-            out[f.name] = None
-    return out
+    return SCHEDULERS.params(name_or_cls)
 
 
 def make(name: str, **params: Any) -> Any:
     """Instantiate a registered scheduler; unknown names or parameters list the valid ones."""
-    try:
-        cls = SCHEDULERS[name]
-    except KeyError:
-        raise ValueError(f"unknown scheduler {name!r}; known: {sorted(SCHEDULERS)}") from None
-    valid = scheduler_params(cls)
-    bad = sorted(set(params) - set(valid))
-    if bad:
-        raise ValueError(
-            f"unknown parameter(s) {bad} for scheduler {name!r}; valid: {sorted(valid)}"
-        )
-    return cls(**params)
+    return SCHEDULERS.make(name, **params)
 
 
 def admit(
