@@ -134,6 +134,18 @@ class _Rows:
         return out
 
 
+def _increments(rows: list, cols: list, vals: list, slots: np.ndarray,
+                cum: np.ndarray) -> None:
+    """Coefficients of ``cum[t] - cum[t-1]`` (the per-slot increment of a cumulative counter)
+    in the rows ``slots``: ``+1`` on ``cum[k]`` at ``slots[k]``, ``-1`` on ``cum[k-1]``."""
+    rows.append(slots)
+    cols.append(cum)
+    vals.append(np.ones(slots.size))
+    rows.append(slots[1:])
+    cols.append(cum[:-1])
+    vals.append(-np.ones(slots.size - 1))
+
+
 @dataclass(frozen=True)
 class GoodputMILP:
     """Maximise SLO attainment (or utility-weighted attainment, or goodput) on ``SlotEngine``.
@@ -210,12 +222,7 @@ class GoodputMILP:
             rows.block(np.stack([X, G], 1), [1.0, -P], 0.0, P - 1.0)
             slots_f = np.arange(r, lf + 1)
             # tokens: prefill increments
-            tok_r.append(slots_f)
-            tok_c.append(X)
-            tok_v.append(np.ones(nf))
-            tok_r.append(slots_f[1:])
-            tok_c.append(X[:-1])
-            tok_v.append(-np.ones(nf - 1))
+            _increments(tok_r, tok_c, tok_v, slots_f, X)
             # KV: X_t for t <= lf, P m after
             kv_r.append(slots_f)
             kv_c.append(X)
@@ -254,12 +261,7 @@ class GoodputMILP:
                     rows.block(np.stack([Cv[tt + g - r - 1], G[tt - r]], 1),
                                [1.0, -(O - 1.0)], 0.0, math.inf)
                 # tokens: decode increments
-                tok_r.append(d_slots)
-                tok_c.append(Cv)
-                tok_v.append(np.ones(nd))
-                tok_r.append(d_slots[1:])
-                tok_c.append(Cv[:-1])
-                tok_v.append(-np.ones(nd - 1))
+                _increments(tok_r, tok_c, tok_v, d_slots, Cv)
                 # KV: + C_t
                 kv_r.append(d_slots)
                 kv_c.append(Cv)
