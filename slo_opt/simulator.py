@@ -503,7 +503,9 @@ class _Sim:
         # fast-forward a pure-decode plan the policy promised to repeat
         step = self.step
         k = 1
-        if (self.ff and pure and plan.repeat_until_s > start
+        # (a step that carries KV-transfer time is never fast-forwarded: the vectorised step
+        # times do not include it)
+        if (self.ff and pure and plan.repeat_until_s > start and swap_s == 0.0
                 and not plan.preempt and not plan.swap_out and not swapped_in):
             k = self.fast_forward_len(rids, comp, gen_old, start, dt,
                                       min(plan.repeat_until_s, limit_s))

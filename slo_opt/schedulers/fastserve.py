@@ -234,15 +234,12 @@ class FastServe:
         st["prev"] = set(plan)
         # fast-forward promise: next demotion or promotion
         repeat = -math.inf
-        # (no promise right after a swap-out: the simulator charges its transfer to this step,
-        # which its fast-forward path does not time)
-        if (plan and not swap_out and not reject and not st.get("swapped_last")
+        if (plan and not swap_out and not reject
                 and is_pure_decode(view, plan)
                 and not (self.offload_watermark > 0 and len(running) > len(plan))):
             repeat = min((self._expiry(st, r) for r in plan), default=math.inf)
             for r in active:
                 if r not in plan and level[r] > 0:
                     repeat = min(repeat, float(st["last_end"][r] + self.starve_limit_s))
-        st["swapped_last"] = bool(swap_out) and not plan
         return StepPlan(plan, swap_out=frozenset(swap_out), reject=frozenset(reject),
                         repeat_until_s=repeat)
