@@ -117,6 +117,34 @@ class LinearEngineModel:
             t += kh
         return t
 
+    def batch_step_times_s(self, prefill_tokens: np.ndarray, decode_seqs: np.ndarray,
+                           decode_context_tokens: np.ndarray, prefill_seqs: np.ndarray,
+                           prefill_context_tokens: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`step_time_s` over arrays of batch fields, bit-identical per element.
+
+        The arguments are integer arrays of equal length (the :class:`BatchShape` fields of each
+        step); an empty step (no prefill token, no decode) takes 0 s, as in :meth:`step_time_s`.
+
+        Notes
+        -----
+        Same float operations in the same order as the scalar formula: ``q`` is an exact
+        integer product divided once (correctly rounded, like Python's ``int / int`` below
+        2**53), and the six terms are added left to right.
+        """
+        p = np.asarray(prefill_tokens, dtype=np.int64)
+        b = np.asarray(decode_seqs, dtype=np.int64)
+        q = (p * np.asarray(prefill_context_tokens, dtype=np.int64)).astype(np.float64)
+        q /= np.maximum(np.asarray(prefill_seqs, dtype=np.int64), 1)
+        h = np.maximum(p + b - self.knee_tokens, 0)
+        t = self.c_prefill_s * p.astype(np.float64)
+        t += self.c0_s
+        t += self.c_prefill_sq_s * q
+        t += self.c_decode_s * b.astype(np.float64)
+        t += self.c_ctx_s * np.asarray(decode_context_tokens, dtype=np.int64).astype(np.float64)
+        t += self.c_knee_s * h.astype(np.float64)
+        t[(p == 0) & (b == 0)] = 0.0
+        return t
+
     def linear_surrogate(self) -> dict[str, float]:
         """Coefficients for solvers (seconds; ``knee_tokens`` as a float)."""
         return {"c0_s": self.c0_s, "c_prefill_s": self.c_prefill_s,

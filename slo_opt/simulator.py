@@ -31,7 +31,8 @@ import numpy as np
 from slo_opt.engine import BatchShape, EngineModel, decode_step_times_s
 from slo_opt.request import Workload
 from slo_opt.schedule import AllocTable, EventKind, EventTable, Schedule, StepTable
-from slo_opt.schedulers.base import EngineView, StepPlan
+from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan
+from slo_opt.sim_window import run_admit_window
 
 __all__ = ["ARRIVAL_EPS_S", "InvalidPlan", "SchedulerStalled", "Simulation", "replay", "simulate"]
 
@@ -214,6 +215,11 @@ class _Sim:
         self._last_end = 0.0
         self.promise_until = -math.inf  # active StepPlan.decode_all_until_s (fast-forward only)
         self._dt_dec = 0.0  # duration of the last decode-all step (a step-count estimate)
+        self._affine: dict[int, tuple[float, float]] = {}  # sim_window's decode-time guide
+        self.admit: AdmitPromise | None = None  # active StepPlan.admit_all (fast-forward only)
+        # admission windows (sim_window.py): offline, unaligned, engine with vectorised shapes
+        self._win = (fast_forward and not online and getattr(engine, "align_start_s", None) is None
+                     and hasattr(engine, "batch_step_times_s"))
         # records: step rows; run-length allocation rows (emitted) + open runs per request
         self.steps = _Cols((float, float, np.int64, np.int64, np.int64, float))
         self.allocs = _Cols((np.int64, np.int64, np.int64, np.int64))  # req, step, num, tok
@@ -393,13 +399,16 @@ class _Sim:
             start = self.align(self.now) if self.align is not None else self.now
             if start >= limit_s:
                 break
-            if (self.promise_until > start and not self.waiting and not self.swapped
-                    and self.running and self.decode_all_run(start, limit_s)):
+            if ((self.admit is not None and self.admit.until_s > start and not self.swapped
+                 and run_admit_window(self, start, limit_s, ARRIVAL_EPS_S))
+                    or (self.promise_until > start and not self.waiting and not self.swapped
+                        and self.running and self.decode_all_run(start, limit_s))):
                 if self.bar is not None and self.num_closed != self.last_closed:
                     self.bar.update(self.num_closed - self.last_closed)
                     self.last_closed = self.num_closed
                 continue
             self.promise_until = -math.inf
+            self.admit = None
             plan = plan_fn(self.view())
             if not isinstance(plan, StepPlan):
                 self.fail(f"plan() must return a StepPlan, got {type(plan).__name__}")
@@ -591,6 +600,9 @@ class _Sim:
         if (self.ff and plan.decode_all_until_s > -math.inf and not plan.preempt
                 and not plan.swap_out and len(self.running) == m - n_done):
             self.promise_until = plan.decode_all_until_s
+            if self._win and plan.admit_all is not None:
+                self.admit = plan.admit_all  # advance() runs an admission window next
+                return
             # continue right away under the promise (the checks of advance(), fused)
             if (self.running and not self.waiting and not self.swapped
                     and (self.max_steps is None or self.step < self.max_steps)

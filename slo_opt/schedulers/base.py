@@ -23,6 +23,7 @@ from slo_opt.request import Workload
 
 __all__ = [
     "SCHEDULERS",
+    "AdmitPromise",
     "EngineView",
     "Scheduler",
     "StepPlan",
@@ -117,6 +118,38 @@ class EngineView:
         return int(self.workload.output_tokens[rid] - self.num_generated[rid])
 
 
+@dataclass(frozen=True, slots=True)
+class AdmitPromise:
+    """FCFS-admission promise of a stateless continuous-batching policy (fast-forward only).
+
+    At every *later* step that starts before ``until_s``, while (a) no request is swapped,
+    (b) every running request is in decode (``next_tokens == 1``, at least one output token),
+    (c) every waiting request is fresh (nothing computed, nothing generated), and (d) the batch
+    made of one decode token per running request plus the *whole* prompt of every waiting
+    request has at most ``token_budget`` tokens and ``max_seqs`` sequences and fits in the
+    free KV blocks, the policy would return exactly that batch, with no eviction or rejection,
+    and the same promise (which includes the ``decode_all_until_s`` promise up to ``until_s``).
+
+    The simulator then runs whole windows of arrivals, admissions, decodes and completions
+    without calling ``plan`` (vectorised over steps; exactly equal to stepping). vLLM's
+    scheduler gives it: running requests first, then waiting requests FCFS while the budget,
+    the sequence cap and the KV blocks allow.
+
+    Parameters
+    ----------
+    until_s : float
+        Horizon (``inf``: no horizon).
+    token_budget : int
+        Tokens per step the policy schedules at most.
+    max_seqs : int
+        Sequences per step the policy schedules at most.
+    """
+
+    until_s: float
+    token_budget: int
+    max_seqs: int
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """One iteration's decision.
@@ -147,6 +180,9 @@ class StepPlan:
         would return one decode token for every running request, with no eviction or
         rejection, and the same promise. The simulator then runs those steps, across
         completions, without calling ``plan``. ``-inf`` (default) makes no promise.
+    admit_all : AdmitPromise or None
+        FCFS-admission promise (opt-in, see :class:`AdmitPromise`); ``None`` (default) makes
+        none.
     """
 
     tokens: Mapping[int, int]
@@ -156,6 +192,7 @@ class StepPlan:
     wait_until_s: float | None = None
     repeat_until_s: float = -math.inf
     decode_all_until_s: float = -math.inf
+    admit_all: AdmitPromise | None = None
 
     @classmethod
     def idle(cls, wait_until_s: float | None = None) -> StepPlan:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from slo_opt.schedulers.base import EngineView, StepPlan, admit, register
+from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
 
 __all__ = ["VLLM", "running_first"]
 
@@ -106,7 +106,8 @@ class VLLM:
     Follows ``vllm/v1/core/sched/scheduler.py`` (research/simulators.md B.1): running requests
     first, in order; recompute preemption of the newest running request under KV pressure;
     waiting requests admitted FCFS only if nothing was preempted in this step. Plans carry the
-    ``decode_all_until_s`` fast-forward promise (the policy is stateless). Deviations:
+    ``decode_all_until_s`` and ``admit_all`` fast-forward promises (the policy is stateless).
+    Deviations:
     preempted requests rejoin the waiting queue in arrival order (vLLM prepends them; they are
     almost always older than every waiting request), no prefix caching, no watermark.
 
@@ -154,6 +155,11 @@ class VLLM:
         # stateless: with nothing waiting, every running request in decode and KV to spare,
         # the next plans are one decode token per running request (subclasses that override
         # plan() make no such promise)
-        every = math.inf if type(self).plan is VLLM.plan else -math.inf
+        exact = type(self).plan is VLLM.plan
+        every = math.inf if exact else -math.inf
+        # ... and with only fresh requests waiting whose whole prompts fit, the next plans
+        # admit them all (running_first gives every decode one token, admit() takes the
+        # prompts in order): the FCFS-admission promise
+        adm = AdmitPromise(math.inf, budget, self.max_num_seqs) if exact else None
         return StepPlan(plan, preempt=frozenset(preempted), reject=frozenset(reject),
-                        repeat_until_s=repeat, decode_all_until_s=every)
+                        repeat_until_s=repeat, decode_all_until_s=every, admit_all=adm)

@@ -1,0 +1,383 @@
+"""Admission windows: many arrivals, admissions, decodes and completions in one vectorised pass.
+
+Private helper of :mod:`slo_opt.simulator` for policies that give the FCFS-admission promise
+(:class:`~slo_opt.schedulers.base.AdmitPromise`, e.g. vLLM). Under that promise the batch of
+every step is a function of the step at which each request is admitted: a request admitted at
+step ``s`` computes its whole prompt at ``s`` and one decode token at each step up to
+``s + output_tokens - 1``; a running request finishes after its remaining tokens. So, given
+admission steps, the batch shapes of all steps are closed-form (difference arrays), the step
+times are one vectorised engine call and the start times one sequential sum; and given the
+start times, each admission step is the first step whose start sees the arrival. The window
+solves that fixed point by iteration.
+
+Exactness: the start time of step ``j`` depends only on admissions at steps ``< j``. If two
+successive iterates agree on every admission before step ``j0``, the times of steps
+``0 .. j0`` are those of step-by-step simulation, so steps ``[0, j0)`` are committed even when
+the iteration has not converged. Every condition of the promise (token budget, sequence cap,
+KV blocks with a conservative bound, a non-empty batch, no rejection on arrival, the promise
+horizon, ``max_steps``) is checked per step on the committed prefix; the window stops before
+the first step where one fails and the policy is asked again. The result is identical to
+stepping, bit for bit (tests compare both over every scheduler).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any
+
+import numpy as np
+
+from slo_opt.engine import BatchShape
+
+__all__ = ["run_admit_window"]
+
+#: Future arrivals considered per window.
+WINDOW_ARRIVALS = 128
+#: Fixed-point iterations per window before committing the consistent prefix.
+MAX_ITERATIONS = 6
+
+_WAITING, _RUNNING, _DONE = 1, 2, 4
+
+
+def _cum(starts: np.ndarray, ends: np.ndarray, weights: np.ndarray | None, size: int
+         ) -> np.ndarray:
+    """Per-step sums of intervals ``[start, end)`` (optionally weighted), steps ``0..size-1``."""
+    if weights is None:
+        d = np.bincount(starts, minlength=size + 1) - np.bincount(ends, minlength=size + 1)
+        return np.cumsum(d[:size])
+    d = (np.bincount(starts, weights=weights, minlength=size + 1)
+         - np.bincount(ends, weights=weights, minlength=size + 1))
+    return np.rint(np.cumsum(d[:size])).astype(np.int64)
+
+
+def _decode_affine(sim: Any, n: int) -> tuple[float, float]:
+    """``(a, c)`` with decode step time ~ ``a + c * context_tokens`` for ``n`` sequences.
+
+    Only a guide for :func:`_guess_steps` (exact for the linear engine; the window verifies
+    every step with the engine's exact times anyway). Cached per batch size.
+    """
+    cache = sim._affine
+    ac = cache.get(n)
+    if ac is None:
+        f = sim.e.batch_step_times_s
+        z = np.zeros(2, np.int64)
+        t = f(z, np.array([n, n]), np.array([0, 1 << 20]), z, z)
+        ac = cache[n] = (float(t[0]), float(t[1] - t[0]) / (1 << 20))
+    return ac
+
+
+def _guess_steps(sim: Any, t0: float, eps: float, rem0: np.ndarray, comp0: np.ndarray,
+                 p_wait: np.ndarray, o_wait: np.ndarray, arr: np.ndarray, p_fut: np.ndarray,
+                 o_fut: np.ndarray) -> np.ndarray:
+    """Admission step of each future arrival, simulated event by event (a guess).
+
+    Between events (admission, completion) the batch is constant and the step times are
+    affine in the step index, so the time to the next arrival is a quadratic in the number
+    of steps, solved in closed form; prefill steps use the engine's exact step time. An empty
+    batch (the engine would idle) ends the guess: later arrivals get the step after it.
+    """
+    e = sim.e
+    heap: list[tuple[int, int]] = []  # (first step no longer decoding, context weight)
+    n = 0
+    wsum = 0
+    for r, w in zip(rem0.tolist(), (comp0 + 1).tolist()):
+        heap.append((r, w))
+        n += 1
+        wsum += w
+    heapq.heapify(heap)
+    out = np.empty(arr.size, np.int64)
+    arr_l = arr.tolist()
+    pf_l = p_fut.tolist()
+    of_l = o_fut.tolist()
+    nf = len(arr_l)
+    t = t0
+    j = 0
+    k = 0
+    group_p = p_wait.tolist()
+    group_o = o_wait.tolist()
+    while True:
+        while heap and heap[0][0] <= j:
+            _, w = heapq.heappop(heap)
+            n -= 1
+            wsum -= w
+        if k < nf and not group_p:
+            while k < nf and arr_l[k] <= t + eps:
+                out[k] = j
+                group_p.append(pf_l[k])
+                group_o.append(of_l[k])
+                k += 1
+        if group_p:  # a prefill step
+            pf = sum(group_p)
+            dt = e.step_time_s(BatchShape(prefill_tokens=pf, decode_seqs=n,
+                                          decode_context_tokens=wsum + j * n,
+                                          prefill_seqs=len(group_p), prefill_context_tokens=pf))
+            for p, o in zip(group_p, group_o):
+                if o >= 2:
+                    heapq.heappush(heap, (j + o, p - j))
+                    n += 1
+                    wsum += p - j
+            group_p = []
+            group_o = []
+            t += dt
+            j += 1
+            continue
+        if k >= nf:
+            break
+        if n == 0:  # idle engine: not modelled here
+            out[k:] = j + 1
+            break
+        # constant batch until the next completion: the first step whose start sees arr_l[k]
+        a, c = _decode_affine(sim, n)
+        e_next = heap[0][0] if heap else j + (1 << 40)
+        base = a + c * (wsum + j * n)  # time of step j; step j + x takes base + c * n * x
+        cn = c * n
+        need = arr_l[k] - eps - t
+        if cn > 0.0:
+            q = base - 0.5 * cn
+            steps = math.ceil((-q + math.sqrt(q * q + 2.0 * cn * need)) / cn)
+        else:
+            steps = math.ceil(need / base)
+        steps = max(steps, 1)
+        if j + steps > e_next:
+            steps = e_next - j
+        t += steps * base + cn * steps * (steps - 1) * 0.5
+        j += steps
+    return out
+
+
+def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bool:
+    """Run one admission window from ``start`` (the simulator's clock); ``False`` if none.
+
+    ``sim`` is the simulator's private state (:class:`slo_opt.simulator._Sim`) with an active
+    ``AdmitPromise`` in ``sim.admit``; the caller checked that fast-forward is on, the run is
+    offline, the engine has ``batch_step_times_s`` and start times are not slot-aligned.
+    ``eps_s`` is the simulator's arrival tolerance (an arrival at ``a`` is visible to a step
+    starting at ``t`` iff ``a <= t + eps_s``).
+    """
+    promise = sim.admit
+    budget = int(promise.token_budget)
+    max_seqs = int(promise.max_seqs)
+    b = sim.b
+    P, O, A = sim.P, sim.O, sim.arr
+    # --- the batch now: running requests (all in decode) and fresh waiting requests
+    rids = sim._views[1]
+    if rids is None:
+        rids = sim._views[1] = np.array(sim.running, dtype=np.int64)
+    m = int(rids.size)
+    wq = np.array(sim.waiting, dtype=np.int64)
+    nw = int(wq.size)
+    if m + nw > max_seqs:
+        return False
+    if nw:
+        pw = P[wq]
+        if m + int(pw.sum()) > budget or np.count_nonzero(sim.computed[wq]) or \
+                np.count_nonzero(sim.generated[wq]):
+            return False
+    elif m == 0:
+        return False
+    comp0 = sim.computed[rids]
+    gen0 = sim.generated[rids]
+    if m and (int(gen0.min()) < 1 or np.count_nonzero(sim.nt[rids] != 1)):
+        return False
+    rem0 = O[rids] - gen0
+    # --- candidates: the waiting requests (admitted at step 0) and the next future arrivals
+    a0 = sim.next_arrival
+    a1 = min(sim.n, a0 + WINDOW_ARRIVALS)
+    fut = np.arange(a0, a1, dtype=np.int64)
+    cids = np.concatenate((wq, fut))
+    Pc, Oc = P[cids], O[cids]
+    Af = A[a0:a1]
+    nf = int(fut.size)
+    # --- a first guess of the admission steps (event-level, closed-form decode sums), then
+    # the horizon: the window ends at the last candidate's step unless no arrival follows
+    if nf:
+        s_fut = _guess_steps(sim, start, eps_s, rem0, comp0, Pc[:nw], Oc[:nw], Af, Pc[nw:],
+                             Oc[nw:])
+        H = int(s_fut[-1]) + 2
+    else:
+        s_fut = np.zeros(0, np.int64)
+        H = 0
+    if a1 == sim.n:  # no arrival after this window: run until the batch drains
+        H = max(H, int(rem0.max()) if m else 0, int((Oc[:nw]).max()) + 1 if nw else 0) + 1
+    if sim.max_steps is not None:
+        H = min(H, sim.max_steps - sim.step)
+        if H < 1:
+            return False
+    np.minimum(s_fut, H, out=s_fut)
+    # fixed parts of the difference arrays: the running requests decode at steps [0, rem0)
+    r_start = np.zeros(m, np.int64)
+    r_end = np.minimum(rem0, H)
+    r_w = (comp0 + 1).astype(np.float64)  # context of step j: comp0 + 1 + j
+    dec2 = Oc >= 2
+    steps_j = np.arange(H, dtype=np.int64)
+    eps = eps_s
+    f = sim.e.batch_step_times_s
+    until = min(promise.until_s, limit_s)
+    cap_tokens = sim.cap_blocks * b
+    if nf:
+        # an arrival that must be rejected (its peak KV exceeds the cache) ends the window
+        peak_bad = -(-(Pc[nw:] + Oc[nw:] - 1) // b) > sim.cap_blocks
+        rej = np.flatnonzero(peak_bad)
+    it = 0
+    while True:
+        s_c = np.concatenate((np.zeros(nw, np.int64), s_fut))
+        adm = s_c < H
+        dm = adm & dec2
+        sd = s_c[dm]
+        starts = np.concatenate((r_start, sd + 1))
+        ends = np.concatenate((r_end, np.minimum(sd + Oc[dm], H)))
+        n_dec = _cum(starts, ends, None, H)
+        w = np.concatenate((r_w, (Pc[dm] - sd).astype(np.float64)))
+        dctx = _cum(starts, ends, w, H) + steps_j * n_dec
+        sa = s_c[adm]
+        pf = np.bincount(sa, weights=Pc[adm], minlength=H)[:H].astype(np.int64)
+        ps = np.bincount(sa, minlength=H)[:H]
+        dts = f(pf, n_dec, dctx, ps, pf)
+        T = np.empty(H + 1)
+        T[0] = start
+        T[1:] = dts
+        np.add.accumulate(T, out=T)
+        # the first step where the promise's conditions fail (exact if before j0 below)
+        nseq = n_dec + ps
+        bad = ((n_dec + pf > budget) | (nseq > max_seqs) | (nseq == 0)
+               | (dctx + pf + (b - 1) * nseq > cap_tokens))
+        if until < math.inf:
+            bad |= T[:H] >= until
+        J = int(np.argmax(bad)) if np.count_nonzero(bad) else H
+        if nf:
+            if rej.size:
+                J = min(J, int(s_fut[rej].min()))
+            if a1 < sim.n:  # the arrival after the last candidate may join at the last one's step
+                J = min(J, int(s_fut[-1]))
+            # admission steps implied by these start times: agree on every step before J?
+            Th = T[:H] + eps
+            s_new = Th.searchsorted(Af)  # first step whose start sees the arrival
+            diff = (s_new != s_fut) & (np.minimum(s_new, s_fut) < J)
+            if np.count_nonzero(diff):
+                j0 = int(np.minimum(s_new, s_fut)[diff].min())
+                it += 1
+                if it < MAX_ITERATIONS:
+                    # next guess: an arrival admitted too early saw start times inflated by
+                    # its own prompt after its admission step; search again without it
+                    late = diff & (s_new > s_fut)
+                    if np.count_nonzero(late):
+                        k = np.flatnonzero(late)
+                        sk = s_fut[k]
+                        pk = Pc[nw + k]
+                        rest = pf[sk] - pk
+                        own = dts[sk] - f(rest, n_dec[sk], dctx[sk], ps[sk] - 1, rest)
+                        s_new[k] = Th.searchsorted(Af[k] + own)
+                    s_fut = s_new
+                    continue
+                J = j0  # the prefix before the first disagreement is exact
+        break
+    if J < 1:
+        return False
+    _commit(sim, J, T, dts, n_dec, dctx, pf, rids, comp0, gen0, rem0, cids, s_c, Pc, Oc, nw, a0)
+    return True
+
+
+def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
+            dctx: np.ndarray, pf: np.ndarray, rids: np.ndarray, comp0: np.ndarray,
+            gen0: np.ndarray, rem0: np.ndarray, cids: np.ndarray, s_c: np.ndarray,
+            Pc: np.ndarray, Oc: np.ndarray, nw: int, a0: int) -> None:
+    """Write steps ``[0, J)`` of the window to the records and the request state."""
+    b = sim.b
+    S0 = sim.step
+    # step rows
+    i = sim.steps.reserve(J)
+    c = sim.steps.cols
+    j = i + J
+    c[0][i:j] = T[:J]
+    c[1][i:j] = T[1:J + 1]
+    c[2][i:j] = pf[:J]
+    c[3][i:j] = n_dec[:J]
+    c[4][i:j] = dctx[:J] + pf[:J]
+    c[5][i:j] = 0.0
+    # running requests at the start: one decode token per step until done or the window ends
+    free_delta = 0
+    fin_parts = []
+    if rids.size:
+        ki = np.minimum(rem0, J)
+        sim.record_allocs(rids, None, S0, ki)
+        newc = comp0 + ki
+        new_held = -(-newc // b)
+        free_delta += int(sim.held[rids].sum())
+        sim.computed[rids] = newc
+        sim.generated[rids] = gen0 + ki
+        done = rem0 <= J
+        if np.count_nonzero(done):
+            fr = rids[done]
+            fs = rem0[done] - 1
+            sim.finish_step[fr] = S0 + fs
+            sim.finish_time_s[fr] = T[fs + 1]
+            sim.state[fr] = _DONE
+            new_held[done] = 0
+            fin_parts.append(fr)
+        sim.held[rids] = new_held
+        free_delta -= int(new_held.sum())
+    # admitted candidates
+    cm = s_c < J
+    ids = cids[cm]
+    s = s_c[cm]
+    p = Pc[cm]
+    o = Oc[cm]
+    if ids.size:
+        st = S0 + s
+        fsched = sim.first_scheduled_s[ids]
+        new = np.isnan(fsched)
+        sim.first_scheduled_s[ids[new]] = T[s[new]]
+        sim.first_token_step[ids] = st
+        sim.first_token_time_s[ids] = T[s + 1]
+        last = np.minimum(s + o - 1, J - 1)  # last step computed in the window
+        d = last - s  # decode tokens in the window
+        comp = p + d
+        gen = 1 + d
+        sim.computed[ids] = comp
+        sim.generated[ids] = gen
+        sim.nt[ids] = 1
+        # allocations: the prompt (one row; a one-token prompt starts the decode run), then one
+        # run of decode tokens
+        multi = p > 1
+        if np.count_nonzero(multi):
+            sim._emit(ids[multi], st[multi], 1, p[multi])
+        one = ~multi
+        run = one | (d >= 1)
+        if np.count_nonzero(run):
+            r_ids = ids[run]
+            sim.run_start[r_ids] = np.where(one[run], st[run], st[run] + 1)
+            sim.run_end[r_ids] = S0 + last[run] + 1
+        done = gen == o
+        held = -(-comp // b)
+        held[done] = 0
+        sim.held[ids] = held
+        free_delta -= int(held.sum())
+        state = np.full(ids.size, _RUNNING, np.int8)
+        state[done] = _DONE
+        sim.state[ids] = state
+        if np.count_nonzero(done):
+            fr = ids[done]
+            fs = s[done] + o[done] - 1
+            sim.finish_step[fr] = S0 + fs
+            sim.finish_time_s[fr] = T[fs + 1]
+            fin_parts.append(fr)
+        keep = ids[~done].tolist()
+    else:
+        keep = []
+    # queues and counters
+    n_fin = sum(int(x.size) for x in fin_parts)
+    if n_fin:
+        fset = set(np.concatenate(fin_parts).tolist())
+        sim.running = [r for r in sim.running if r not in fset]
+    if nw:
+        sim.waiting = []
+    sim.running.extend(keep)
+    sim.next_arrival = a0 + int(np.count_nonzero(cm[nw:]))
+    sim.num_closed += n_fin
+    sim.free_blocks += free_delta
+    sim._views[0] = sim._views[1] = None
+    sim.step = S0 + J
+    sim.now = sim._last_end = float(T[J])
+    sim._dt_dec = float(dts[J - 1])
+    sim.promise_until = sim.admit.until_s
