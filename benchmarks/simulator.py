@@ -8,11 +8,12 @@ Two parts (issue 8):
 2. **Scaling**: synthetic Poisson workloads of 10^3 .. ``--max-n`` requests (ShareGPT length
    table, ``--rate`` req/s, fixed seed) under ``vllm`` with fast-forward: wall time vs number of
    requests and the log-log slope (1 = linear growth). Without fast-forward only the two
-   smallest sizes are run; the 10^6 figure is *extrapolated* linearly from the larger of them
+   smallest sizes and the sizes up to ``--no-ff-max-n`` are run (measured speed-ups); a larger
+   size without a step-by-step run is *extrapolated* linearly from the largest measured one
    and labelled ``extrapolated`` in the JSON.
 
 Usage: ``python benchmarks/simulator.py [--out benchmarks/results] [--max-n 1000000]
-[--no-ff-limit N] [--rate 4.0] [--quick]``. Writes ``simulator.json`` and
+[--no-ff-limit N] [--no-ff-max-n N] [--rate 4.0] [--quick]``. Writes ``simulator.json`` and
 ``simulator_scaling.png``. Timings are wall-clock on whatever machine runs it (other jobs may
 share the cores); the JSON records the machine.
 """
@@ -119,7 +120,14 @@ def scaling_part(eng, sizes: list[int], rate: float, no_ff_sizes: list[int], see
     slope = float(np.polyfit(np.log10(ns[sel]), np.log10(ts[sel]), 1)[0]) if sel.sum() >= 2 else math.nan
     res = {"rate_per_s": rate, "lengths": "EmpiricalLengths.default() (ShareGPT table)",
            "seed": seed, "ff": rows, "no_ff": noff, "loglog_slope_n_ge_1e4": slope}
-    if noff and rows:
+    by_n = {r["requests"]: r for r in rows}
+    res["speedup_measured"] = [
+        {"requests": r["requests"], "ff_wall_s": by_n[r["requests"]]["wall_s"],
+         "no_ff_wall_s": r["wall_s"], "speedup": r["wall_s"] / by_n[r["requests"]]["wall_s"]}
+        for r in noff if r["requests"] in by_n]
+    for sp in res["speedup_measured"]:
+        print(f"fast-forward speed-up at {sp['requests']} requests (measured): x{sp['speedup']:.1f}")
+    if noff and rows and noff[-1]["requests"] < rows[-1]["requests"]:
         ref = noff[-1]
         us_per_req = ref["wall_s"] / ref["requests"]
         big_ff = rows[-1]
@@ -177,6 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-n", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ff-max-n", type=int, default=100_000,
+                    help="largest synthetic size also run without fast-forward (measured)")
     ap.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
     a = ap.parse_args(argv)
     eng = get_engine(a.profile)
@@ -184,7 +194,7 @@ def main(argv=None) -> int:
         a.max_n = min(a.max_n, 3000)
         a.traces = "default"
     sizes = [n for n in (1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000) if n <= a.max_n]
-    no_ff_sizes = [n for n in (1000, 10_000) if n <= a.max_n]
+    no_ff_sizes = [n for n in sizes if n in (1000, 10_000) or n <= a.no_ff_max_n]
     traces = traces_part(eng, [t for t in a.traces.split(",") if t], a.no_ff_limit)
     scal = scaling_part(eng, sizes, a.rate, no_ff_sizes, a.seed)
     res = {"profile": a.profile, "engine": repr(eng), "scheduler": "vllm", "traces": traces,
