@@ -139,6 +139,49 @@ class RooflineEngineModel:
         return (base + tkv) + ta
 
 
+    def batch_step_times_s(self, prefill_tokens: np.ndarray, decode_seqs: np.ndarray,
+                           decode_context_tokens: np.ndarray, prefill_seqs: np.ndarray,
+                           prefill_context_tokens: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`step_time_s` over arrays of batch fields, bit-identical per element.
+
+        Same floats as the scalar method: integer products stay exact integers (below 2**53)
+        before the one division, and the terms are added in the scalar method's order.
+        """
+        p = np.asarray(prefill_tokens, dtype=np.int64)
+        b = np.asarray(decode_seqs, dtype=np.int64)
+        tp = self.tensor_parallel
+        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s * tp
+        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s * tp
+        n = p + b
+        q = (p * np.asarray(prefill_context_tokens, dtype=np.int64)).astype(np.float64)
+        q /= np.maximum(np.asarray(prefill_seqs, dtype=np.int64), 1)
+        ctx = np.asarray(decode_context_tokens, dtype=np.int64) + np.asarray(
+            prefill_context_tokens, dtype=np.int64)
+        tw = weight_bytes(self.shape) / bw
+        tg = _times(self.shape.flops_per_token, n) / fl
+        tkv = _times(kv_bytes_per_token(self.shape), ctx) / bw
+        ta = q * self.shape.attn_flops_per_token_pair / fl
+        t = self.per_seq_s * b.astype(np.float64)
+        t += self.overhead_s
+        t += np.maximum(tg, tw)
+        t += tkv
+        t += ta
+        if tp > 1:
+            nbytes = _times(self.shape.hidden_size, n) * 2
+            per = 2 * (tp - 1) / tp * nbytes.astype(np.float64) / self.interconnect_bytes_per_s
+            per += self.allreduce_latency_s
+            t += 2 * self.shape.num_layers * per
+        t[(p == 0) & (b == 0)] = 0.0
+        return t
+
+
+def _times(c: int | float, x: np.ndarray) -> np.ndarray:
+    """``c * x`` with Python's type rules: exact integers for an integer ``c``, else floats."""
+    if isinstance(c, int | np.integer):
+        return int(c) * x
+    return float(c) * x.astype(np.float64)
+
+
 _ETA_M_GRID = np.round(np.arange(0.40, 1.0001, 0.01), 4)
 _ETA_F_GRID = np.round(np.arange(0.20, 1.0001, 0.01), 4)
 

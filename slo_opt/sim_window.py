@@ -176,6 +176,12 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
             return False
     elif m == 0:
         return False
+    resv_out = promise.reserve_output_tokens
+    if resv_out is not None:  # Orca: reserved blocks of every running and admitted request
+        resv_r = -(-(P[rids] + np.maximum(O[rids], resv_out) - 1) // b)
+        resv_w = -(-(P[wq] + np.maximum(O[wq], resv_out) - 1) // b)
+        if int(resv_r.sum()) + int(resv_w.sum()) > sim.cap_blocks:
+            return False
     comp0 = sim.computed[rids]
     gen0 = sim.generated[rids]
     if m and (int(gen0.min()) < 1 or np.count_nonzero(sim.nt[rids] != 1)):
@@ -216,9 +222,17 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     until = min(promise.until_s, limit_s)
     cap_tokens = sim.cap_blocks * b
     if nf:
-        # an arrival that must be rejected (its peak KV exceeds the cache) ends the window
+        # an arrival that must be rejected (its peak KV, or its reservation, exceeds the
+        # cache) ends the window
         peak_bad = -(-(Pc[nw:] + Oc[nw:] - 1) // b) > sim.cap_blocks
+        if resv_out is not None:
+            resv_f = -(-(Pc[nw:] + np.maximum(Oc[nw:], resv_out) - 1) // b)
+            peak_bad |= resv_f > sim.cap_blocks
+            # reservations held at steps [0, rem0) and [s, s + output)
+            resv_c = np.concatenate((resv_w, resv_f)).astype(np.float64)
         rej = np.flatnonzero(peak_bad)
+    elif resv_out is not None:
+        resv_c = resv_w.astype(np.float64)
     it = 0
     while True:
         s_c = np.concatenate((np.zeros(nw, np.int64), s_fut))
@@ -244,6 +258,11 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
                | (dctx + pf + (b - 1) * nseq > cap_tokens))
         if until < math.inf:
             bad |= T[:H] >= until
+        if resv_out is not None:
+            held = _cum(np.concatenate((r_start, sa)),
+                        np.concatenate((r_end, np.minimum(sa + Oc[adm], H))),
+                        np.concatenate((resv_r.astype(np.float64), resv_c[adm])), H)
+            bad |= held > sim.cap_blocks
         J = int(np.argmax(bad)) if np.count_nonzero(bad) else H
         if nf:
             if rej.size:

@@ -12,7 +12,10 @@ step times. With the continuous-batching promise ``StepPlan.decode_all_until_s``
 continuous FCFS) it also runs on after the promising step (e.g. a prefill) and across
 completions, while nothing waits: the batch shrinks at each completion, and the step times of
 each constant-batch segment are one vectorised call. The policy is asked again at the next
-arrival, KV-block shortage or horizon. The result is identical to stepping one iteration at a
+arrival, KV-block shortage or horizon. With the FCFS-admission promise ``StepPlan.admit_all``
+(the same policies) arrivals no longer end a run: whole windows of arrivals, admissions, decodes
+and completions run as one vectorised fixed point (:mod:`slo_opt.sim_window`), offline, on
+engines with ``batch_step_times_s``. The result is identical to stepping one iteration at a
 time, bit for bit (tested).
 """
 

@@ -25,12 +25,19 @@ from slo_opt.schedulers.base import AdmitPromise
 from slo_opt.simulator import ARRIVAL_EPS_S, SchedulerStalled
 from slo_opt.workload import EmpiricalLengths, synthetic
 
-VLLM_CONFIGS = [
-    {},
-    {"max_num_batched_tokens": 64},
-    {"max_num_seqs": 3},
-    {"chunked_prefill": False, "max_num_batched_tokens": 96},
-    {"long_prefill_token_threshold": 24},
+#: (scheduler, parameters) of every policy that gives the admission promise
+CONFIGS = [
+    ("vllm", {}),
+    ("vllm", {"max_num_batched_tokens": 64}),
+    ("vllm", {"max_num_seqs": 3}),
+    ("vllm", {"chunked_prefill": False, "max_num_batched_tokens": 96}),
+    ("vllm", {"long_prefill_token_threshold": 24}),
+    ("sarathi", {"max_num_batched_tokens": 48}),
+    ("fcfs", {}),
+    ("fcfs", {"max_batch_seqs": 3, "max_batch_tokens": 64}),
+    ("orca", {}),
+    ("orca", {"max_tokens": 40, "max_batch_seqs": 4}),
+    ("orca", {"max_batch_tokens": 64}),
 ]
 
 
@@ -62,11 +69,11 @@ def _workload(arrivals, prompts, outputs):
     return Workload(reqs, name="t")
 
 
-def _equal(w, e, params=None, max_steps=None):
+def _equal(w, e, params=None, max_steps=None, name="vllm"):
     params = params or {}
     kw = {} if max_steps is None else {"max_steps": max_steps}
-    a = simulate(w, e, make("vllm", **params), fast_forward=True, **kw)
-    b = simulate(w, e, make("vllm", **params), fast_forward=False, **kw)
+    a = simulate(w, e, make(name, **params), fast_forward=True, **kw)
+    b = simulate(w, e, make(name, **params), fast_forward=False, **kw)
     assert a == b, "admission windows differ from step-by-step simulation"
     assert a.steps.start_s.tobytes() == b.steps.start_s.tobytes()
     assert a.steps.end_s.tobytes() == b.steps.end_s.tobytes()
@@ -103,13 +110,26 @@ def _workloads(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(w=_workloads(), e=_engines(), cfg=st.sampled_from(VLLM_CONFIGS))
+@given(w=_workloads(), e=_engines(), cfg=st.sampled_from(CONFIGS))
 def test_windows_equal_stepping(w, e, cfg):
+    name, params = cfg
     try:
-        _equal(w, e, cfg, max_steps=100_000)
+        _equal(w, e, params, max_steps=100_000, name=name)
     except SchedulerStalled:  # both modes must stall identically
         with pytest.raises(SchedulerStalled):
-            simulate(w, e, make("vllm", **cfg), fast_forward=False, max_steps=100_000)
+            simulate(w, e, make(name, **params), fast_forward=False, max_steps=100_000)
+
+
+@pytest.mark.parametrize("name", ["vllm", "sarathi", "fcfs", "orca"])
+def test_promising_policies_run_windows(name, window_count):
+    e = _engine()
+    rng = np.random.default_rng(4)
+    n = 80
+    w = _workload(np.cumsum(rng.exponential(0.05, n)), rng.integers(1, 60, n),
+                  rng.integers(1, 80, n))
+    s = _equal(w, e, name=name)
+    assert window_count["windows"] >= 1
+    assert window_count["steps"] > 0.5 * s.num_steps
 
 
 def test_windows_run_on_a_light_trace(window_count):
@@ -243,3 +263,26 @@ def test_promise_horizon_on_a_step_start(k, window_count):
     assert a.steps.start_s.tobytes() == b.steps.start_s.tobytes()
     assert int(a.steps.prefill_tokens[k]) == 32 - int(a.steps.decode_seqs[k])  # chunked at t
     assert window_count["windows"] >= 1
+
+
+@pytest.mark.parametrize("max_tokens", [None, 120])
+def test_orca_reservations_bind_inside_windows(max_tokens, window_count):
+    """Orca admits on reserved (worst-case) blocks, long before the actual KV is full."""
+    e = _engine(kv_tokens=640, block=16)  # 40 blocks; each request reserves 8 (or 9)
+    rng = np.random.default_rng(6)
+    n = 40
+    w = _workload(np.cumsum(rng.exponential(0.03, n)), rng.integers(10, 30, n),
+                  rng.integers(60, 100, n))
+    s = _equal(w, e, {"max_tokens": max_tokens}, name="orca")
+    v = simulate(w, e, make("vllm"))
+    # the reservation, not the KV, capped Orca's batch
+    assert int(s.steps.decode_seqs.max()) < int(v.steps.decode_seqs.max())
+    assert window_count["windows"] >= 1
+
+
+@pytest.mark.parametrize("name", ["a100/llama-2-7b", "jetson-orin/llama-3.2-1b"])
+def test_windows_on_roofline_engines(name, window_count):
+    e = get_engine(name, kind="roofline")
+    w = synthetic(150, 3.0, EmpiricalLengths.default(), np.random.default_rng(8), name="p")
+    _equal(w, e)
+    assert window_count["windows"] >= 3

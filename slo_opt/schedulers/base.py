@@ -127,8 +127,9 @@ class AdmitPromise:
     (c) every waiting request is fresh (nothing computed, nothing generated), and (d) the batch
     made of one decode token per running request plus the *whole* prompt of every waiting
     request has at most ``token_budget`` tokens and ``max_seqs`` sequences and fits in the
-    free KV blocks, the policy would return exactly that batch, with no eviction or rejection,
-    and the same promise (which includes the ``decode_all_until_s`` promise up to ``until_s``).
+    free KV blocks (and, with ``reserve_output_tokens``, the reservations fit the cache), the
+    policy would return exactly that batch, with no eviction or rejection, and the same promise
+    (which includes the ``decode_all_until_s`` promise up to ``until_s``).
 
     The simulator then runs whole windows of arrivals, admissions, decodes and completions
     without calling ``plan`` (vectorised over steps; exactly equal to stepping). vLLM's
@@ -143,11 +144,17 @@ class AdmitPromise:
         Tokens per step the policy schedules at most.
     max_seqs : int
         Sequences per step the policy schedules at most.
+    reserve_output_tokens : int or None
+        ``None``: admission is limited by the free KV blocks (vLLM). An integer ``r``: each
+        running or admitted request reserves ``ceil((prompt + max(output, r) - 1) / block)``
+        blocks and the sum must fit the whole cache; a request whose reservation alone does
+        not fit is rejected (Orca's worst-case reservation; ``r = 0`` reserves the true output).
     """
 
     until_s: float
     token_budget: int
     max_seqs: int
+    reserve_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from slo_opt.schedulers.base import EngineView, StepPlan, admit, register
+from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
 from slo_opt.schedulers.vllm import is_pure_decode, running_first
 
 __all__ = ["FCFS", "batch_plan"]
@@ -119,9 +119,12 @@ class FCFS:
         repeat = math.inf if not preempted and not reject and is_pure_decode(view, plan) else -math.inf
         # continuous FCFS is stateless: with nothing waiting it decodes every running request;
         # subclasses (other orders, extra state) do not inherit this promise
-        every = math.inf if type(self) is FCFS else -math.inf
+        exact = type(self) is FCFS
+        every = math.inf if exact else -math.inf
+        # ... and admits every waiting request whose whole prompt fits (admission windows)
+        adm = AdmitPromise(math.inf, budget, self.max_batch_seqs) if exact else None
         return StepPlan(plan, preempt=frozenset(preempted), reject=frozenset(reject),
-                        repeat_until_s=repeat, decode_all_until_s=every)
+                        repeat_until_s=repeat, decode_all_until_s=every, admit_all=adm)
 
     def _static(self, view: EngineView, max_seqs: int) -> StepPlan:
         gen, out = view.num_generated, view.workload.output_tokens

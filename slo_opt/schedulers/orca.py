@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from slo_opt.schedulers.base import EngineView, StepPlan, admit, register
+from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
 from slo_opt.schedulers.vllm import is_pure_decode
 
 __all__ = ["Orca"]
@@ -64,6 +64,7 @@ class Orca:
         """Advance every running request; admit FCFS under the reservation."""
         budget = view.max_batch_tokens if self.max_batch_tokens is None else min(
             self.max_batch_tokens, view.max_batch_tokens)
+        token_cap = budget
         plan: dict[int, int] = {}
         reserved = 0
         for r in view.running:
@@ -89,6 +90,11 @@ class Orca:
               free_blocks=cap - reserved, chunked=False, reserve_blocks=reserve)
         repeat = math.inf if not reject and is_pure_decode(view, plan) else -math.inf
         # stateless: with nothing waiting every running request advances (StepPlan docs)
-        every = math.inf if type(self) is Orca else -math.inf
+        exact = type(self) is Orca
+        every = math.inf if exact else -math.inf
+        # ... and admits every waiting request whose prompt and reservation fit (admission
+        # windows; the reservation rule is part of the promise)
+        adm = AdmitPromise(math.inf, token_cap, self.max_batch_seqs,
+                           reserve_output_tokens=self.max_tokens or 0) if exact else None
         return StepPlan(plan, reject=frozenset(reject), repeat_until_s=repeat,
-                        decode_all_until_s=every)
+                        decode_all_until_s=every, admit_all=adm)
