@@ -4,7 +4,15 @@ from slo_opt.checks import is_feasible, violations
 from slo_opt.engine import BatchShape, EngineModel
 from slo_opt.request import SLO, Request, Workload, WorkloadError
 from slo_opt.schedule import AllocTable, EventTable, Schedule, StepTable
-from slo_opt.schedulers import SCHEDULERS, EngineView, Scheduler, StepPlan, make, register
+from slo_opt.schedulers import (
+    SCHEDULERS,
+    AdmitPromise,
+    EngineView,
+    Scheduler,
+    StepPlan,
+    make,
+    register,
+)
 from slo_opt.simulator import InvalidPlan, SchedulerStalled, replay, simulate
 
 __version__ = "0.1.0"
@@ -12,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SCHEDULERS",
     "SLO",
+    "AdmitPromise",
     "AllocTable",
     "BatchShape",
     "EngineModel",

@@ -3,6 +3,7 @@
 from slo_opt.schedulers import edf, fastserve, fcfs, least_slack, orca, sarathi, sjf, slice_, vllm
 from slo_opt.schedulers.base import (
     SCHEDULERS,
+    AdmitPromise,
     EngineView,
     Scheduler,
     StepPlan,
@@ -14,6 +15,7 @@ from slo_opt.schedulers.base import (
 
 __all__ = [
     "SCHEDULERS",
+    "AdmitPromise",
     "EngineView",
     "Scheduler",
     "StepPlan",
