@@ -34,6 +34,8 @@ __all__ = ["run_admit_window"]
 
 #: Future arrivals considered per window.
 WINDOW_ARRIVALS = 128
+#: Steps one window looks ahead at most (bounds its arrays when arrivals are sparse).
+MAX_WINDOW_STEPS = 1 << 16
 #: Fixed-point iterations per window before committing the consistent prefix.
 MAX_ITERATIONS = 6
 
@@ -200,12 +202,20 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     if nf:
         s_fut = _guess_steps(sim, start, eps_s, rem0, comp0, Pc[:nw], Oc[:nw], Af, Pc[nw:],
                              Oc[nw:])
+        if s_fut[-1] >= MAX_WINDOW_STEPS:  # sparse arrivals: keep the arrays bounded
+            keep = int(s_fut.searchsorted(MAX_WINDOW_STEPS)) + 1  # + the first one beyond
+            if keep < nf:
+                nf = keep
+                a1 = a0 + keep
+                cids, Pc, Oc = cids[:nw + keep], Pc[:nw + keep], Oc[:nw + keep]
+                Af, s_fut = Af[:keep], s_fut[:keep]
         H = int(s_fut[-1]) + 2
     else:
         s_fut = np.zeros(0, np.int64)
         H = 0
     if a1 == sim.n:  # no arrival after this window: run until the batch drains
         H = max(H, int(rem0.max()) if m else 0, int((Oc[:nw]).max()) + 1 if nw else 0) + 1
+    H = min(H, MAX_WINDOW_STEPS)
     if sim.max_steps is not None:
         H = min(H, sim.max_steps - sim.step)
         if H < 1:

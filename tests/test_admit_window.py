@@ -286,3 +286,16 @@ def test_windows_on_roofline_engines(name, window_count):
     w = synthetic(150, 3.0, EmpiricalLengths.default(), np.random.default_rng(8), name="p")
     _equal(w, e)
     assert window_count["windows"] >= 3
+
+
+@pytest.mark.parametrize("cap", [1, 7, 50])
+def test_sparse_arrivals_with_a_bounded_lookahead(cap, monkeypatch, window_count):
+    """Windows look at most MAX_WINDOW_STEPS ahead; long outputs and sparse arrivals still match."""
+    monkeypatch.setattr(sim_window, "MAX_WINDOW_STEPS", cap)
+    e = _engine()
+    rng = np.random.default_rng(9)
+    n = 25
+    w = _workload(np.cumsum(rng.exponential(0.4, n)), rng.integers(1, 50, n),
+                  rng.integers(100, 400, n))
+    _equal(w, e)
+    assert window_count["windows"] >= 3
