@@ -80,6 +80,8 @@ def _guess_steps(sim: Any, t0: float, eps: float, rem0: np.ndarray, comp0: np.nd
     batch (the engine would idle) ends the guess: later arrivals get the step after it.
     """
     e = sim.e
+    affine = sim._affine
+    ceil, sqrt = math.ceil, math.sqrt
     heap: list[tuple[int, int]] = []  # (first step no longer decoding, context weight)
     n = 0
     wsum = 0
@@ -130,19 +132,22 @@ def _guess_steps(sim: Any, t0: float, eps: float, rem0: np.ndarray, comp0: np.nd
             out[k:] = j + 1
             break
         # constant batch until the next completion: the first step whose start sees arr_l[k]
-        a, c = _decode_affine(sim, n)
-        e_next = heap[0][0] if heap else j + (1 << 40)
+        ac = affine.get(n)
+        if ac is None:
+            ac = _decode_affine(sim, n)
+        a, c = ac
         base = a + c * (wsum + j * n)  # time of step j; step j + x takes base + c * n * x
         cn = c * n
         need = arr_l[k] - eps - t
         if cn > 0.0:
             q = base - 0.5 * cn
-            steps = math.ceil((-q + math.sqrt(q * q + 2.0 * cn * need)) / cn)
+            steps = ceil((sqrt(q * q + 2.0 * cn * need) - q) / cn)
         else:
-            steps = math.ceil(need / base)
-        steps = max(steps, 1)
-        if j + steps > e_next:
-            steps = e_next - j
+            steps = ceil(need / base)
+        if steps < 1:
+            steps = 1
+        if heap and j + steps > heap[0][0]:
+            steps = heap[0][0] - j
         t += steps * base + cn * steps * (steps - 1) * 0.5
         j += steps
     return out
