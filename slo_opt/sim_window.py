@@ -172,7 +172,7 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     if rids is None:
         rids = sim._views[1] = np.array(sim.running, dtype=np.int64)
     m = int(rids.size)
-    wq = np.array(sim.waiting, dtype=np.int64)
+    wq = sim.waiting.array()
     nw = int(wq.size)
     if m + nw > max_seqs:
         return False
@@ -405,7 +405,7 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
         fset = set(np.concatenate(fin_parts).tolist())
         sim.running = [r for r in sim.running if r not in fset]
     if nw:
-        sim.waiting = []
+        sim.waiting.clear()
     sim.running.extend(keep)
     sim.next_arrival = a0 + int(np.count_nonzero(cm[nw:]))
     sim.num_closed += n_fin

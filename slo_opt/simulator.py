@@ -21,7 +21,6 @@ time, bit for bit (tested).
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import math
 import time
@@ -132,6 +131,70 @@ def _ids(xs: list[int]) -> np.ndarray:
     return a
 
 
+class _SortedIds:
+    """Ascending request ids in a numpy buffer: the waiting queue.
+
+    FCFS queues change at both ends: arrivals append larger ids, admissions pop a prefix; both
+    are O(1) here (a Python list or a rebuilt array costs O(queue) per step, which dominates
+    simulations of overloaded, long-queue traces). ``array()`` is a read-only view that later
+    updates never modify: appends write past every earlier view and a prefix pop writes
+    nothing, while inserts, removals elsewhere and growth build a new buffer.
+    """
+
+    __slots__ = ("buf", "hi", "lo")
+
+    def __init__(self, cap: int = 64) -> None:
+        self.buf = np.empty(cap, np.int64)
+        self.lo = 0
+        self.hi = 0
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __iter__(self) -> Any:
+        return iter(self.buf[self.lo:self.hi].tolist())
+
+    def array(self) -> np.ndarray:
+        """The ids, ascending (read-only view)."""
+        a = self.buf[self.lo:self.hi]
+        a.flags.writeable = False
+        return a
+
+    def _rebuild(self, ids: np.ndarray) -> None:
+        buf = np.empty(max(64, 2 * ids.size), np.int64)
+        buf[:ids.size] = ids
+        self.buf, self.lo, self.hi = buf, 0, int(ids.size)
+
+    def add(self, rid: int) -> None:
+        """Insert ``rid`` (not present) in order."""
+        lo, hi = self.lo, self.hi
+        if hi > lo and rid < self.buf[hi - 1]:
+            a = self.buf[lo:hi]
+            self._rebuild(np.insert(a, int(a.searchsorted(rid)), rid))
+            return
+        if hi == self.buf.size:
+            self._rebuild(self.buf[lo:hi])
+            hi = self.hi
+        self.buf[hi] = rid
+        self.hi = hi + 1
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove ``ids`` (ascending, all present)."""
+        k = int(ids.size)
+        if not k:
+            return
+        lo = self.lo
+        if np.array_equal(self.buf[lo:lo + k], ids):  # FCFS: a prefix
+            self.lo = lo + k
+            return
+        a = self.buf[lo:self.hi]
+        self._rebuild(a[~np.isin(a, ids)])
+
+    def clear(self) -> None:
+        """Remove everything."""
+        self.lo = self.hi
+
+
 @dataclass(frozen=True, eq=False)
 class _View(EngineView):
     """The simulator's :class:`EngineView`: same data, cheaper per-request queries.
@@ -202,7 +265,7 @@ class _Sim:
         self.cap_blocks = int(engine.kv_capacity_tokens) // self.b
         self.free_blocks = self.cap_blocks
         self.max_batch_tokens = engine.max_batch_tokens
-        self.waiting: list[int] = []
+        self.waiting = _SortedIds()
         self.running: list[int] = []
         self.swapped: list[int] = []
         self._views: list[np.ndarray | None] = [None, None, None]  # waiting, running, swapped
@@ -267,10 +330,7 @@ class _Sim:
                 self.num_closed += 1
             else:
                 self.state[rid] = _WAITING
-                if not self.waiting or rid > self.waiting[-1]:
-                    self.waiting.append(rid)
-                else:
-                    bisect.insort(self.waiting, rid)
+                self.waiting.add(rid)
                 self._views[0] = None
 
     def push(self, rid: int, release_s: float) -> None:
@@ -288,7 +348,7 @@ class _Sim:
     def view(self) -> EngineView:
         v = self._views
         if v[0] is None:
-            v[0] = _ids(self.waiting)
+            v[0] = self.waiting.array()
         if v[1] is None:
             v[1] = _ids(self.running)
         if v[2] is None:
@@ -319,12 +379,14 @@ class _Sim:
             return False
         self._views[0] = self._views[1] = self._views[2] = None
         changed = False
-        for rid in sorted(plan.reject):
-            if not (0 <= rid < self.n) or self.state[rid] != _WAITING:
-                self.fail(f"reject of request {rid} which is not waiting")
-            self.waiting.remove(rid)
-            self.state[rid] = _REJECTED
-            self.num_closed += 1
+        if plan.reject:
+            rej = sorted(plan.reject)
+            for rid in rej:
+                if not (0 <= rid < self.n) or self.state[rid] != _WAITING:
+                    self.fail(f"reject of request {rid} which is not waiting")
+                self.state[rid] = _REJECTED
+            self.waiting.remove(np.array(rej, dtype=np.int64))
+            self.num_closed += len(rej)
             changed = True
         both = set(plan.preempt) & set(plan.swap_out)
         if both:
@@ -339,7 +401,7 @@ class _Sim:
             self.computed[rid] = 0
             self.nt[rid] = self.P[rid] + self.generated[rid]
             self.state[rid] = _WAITING
-            bisect.insort(self.waiting, rid)
+            self.waiting.add(rid)
             changed = True
         for rid in sorted(plan.swap_out):
             if not (0 <= rid < self.n) or self.state[rid] != _RUNNING:
@@ -555,10 +617,9 @@ class _Sim:
             promoted = rids[pm]
             fs = self.first_scheduled_s[promoted]
             self.first_scheduled_s[promoted[np.isnan(fs)]] = start
-            pl = np.sort(promoted).tolist() if promoted.size > 1 else promoted.tolist()
-            pset = set(pl)
-            self.waiting = [r for r in self.waiting if r not in pset]
-            self.running.extend(pl)
+            ps_ = np.sort(promoted) if promoted.size > 1 else promoted
+            self.waiting.remove(ps_[self.state[ps_] == _WAITING])
+            self.running.extend(ps_.tolist())
             self.state[promoted] = _RUNNING
             self._views[0] = self._views[1] = None
         last_step = step + k - 1

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+import numpy as np
+
 from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
 from slo_opt.schedulers.vllm import is_pure_decode, running_first
 
@@ -110,9 +112,19 @@ class FCFS:
     def _continuous(self, view: EngineView) -> StepPlan:
         budget = self._budget(view)
         plan, preempted, left, free = running_first(view, budget)
-        reject = {r for r in self.order(view) if view.next_tokens(r) > budget}
+        # vectorised over the queue (FCFS's own order is the queue itself): a long waiting
+        # queue costs C-level work per step, and admit() stops at the first misfit
+        ids = np.asarray(view.waiting if type(self).order is FCFS.order else self.order(view),
+                         dtype=np.int64)
+        reject: set[int] = set()
+        if ids.size:
+            nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - view.num_computed[ids]
+            too_long = nt > budget
+            if np.count_nonzero(too_long):
+                reject = set(ids[too_long].tolist())
+                ids = ids[~too_long]
         if not preempted:
-            order = [r for r in self.order(view) if r not in reject]
+            order = ids
             n_run = len(view.running)
             admit(view, plan, order, token_budget=left, free_blocks=free,
                   max_seqs=self.max_batch_seqs - n_run + len(plan), chunked=False)

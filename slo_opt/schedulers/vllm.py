@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -138,13 +138,16 @@ class VLLM:
         reject: set[int] = set()
         n0 = len(plan)
         if not preempted:
-            order = []
-            for r in view.waiting:
-                r = int(r)
-                if not self.chunked_prefill and view.next_tokens(r) > budget:
-                    reject.add(r)  # can never be scheduled without chunking
-                else:
-                    order.append(r)
+            # admit() stops at the first request that does not fit: hand it the queue itself
+            # (no per-step pass over a long waiting queue)
+            order: Any = view.waiting
+            if not self.chunked_prefill and len(order):
+                w = np.asarray(order, np.int64)
+                nt = view.workload.prompt_tokens[w] + view.num_generated[w] - view.num_computed[w]
+                too_long = nt > budget  # can never be scheduled without chunking
+                if np.count_nonzero(too_long):
+                    reject = set(w[too_long].tolist())
+                    order = w[~too_long]
             n_run = len(view.running) - len(preempted)
             n0 = len(plan)
             admit(view, plan, order, token_budget=left, free_blocks=free,
