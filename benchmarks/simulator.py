@@ -2,9 +2,11 @@
 
 Two parts (issue 8):
 
-1. **Traces**: ``vllm`` on the full Azure 2023 conversation and code traces with the H100
-   Llama-3.1-8B engine profile, with and without fast-forward (without: on the first
-   ``--no-ff-limit`` requests when given, labelled so).
+1. **Traces**: ``vllm`` on the full Azure 2023 conversation and code traces and the Mooncake
+   conversation and synthetic traces (overloaded, long prompts: long queues, chunked prefill,
+   preemption) with the H100 Llama-3.1-8B engine profile, with and without fast-forward
+   (without: on the first ``--no-ff-limit`` requests when given, labelled so). Traces not found
+   (``../shared/traces`` or ``$SLO_OPT_TRACES_DIR``) are skipped.
 2. **Scaling**: synthetic Poisson workloads of 10^3 .. ``--max-n`` requests (ShareGPT length
    table, ``--rate`` req/s, fixed seed) under ``vllm`` with fast-forward: wall time vs number of
    requests and the log-log slope (1 = linear growth). Without fast-forward only the two
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--profile", default="h100/llama-3.1-8b")
-    ap.add_argument("--traces", default="azure-conv,azure-code")
+    ap.add_argument("--traces", default="azure-conv,azure-code,mooncake-conv,mooncake-synthetic")
     ap.add_argument("--no-ff-limit", type=int, default=None,
                     help="run the no-FF trace baselines on the first N requests only")
     ap.add_argument("--max-n", type=int, default=1_000_000)
