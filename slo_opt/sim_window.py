@@ -8,16 +8,25 @@ step ``s`` computes its whole prompt at ``s`` and one decode token at each step 
 admission steps, the batch shapes of all steps are closed-form (difference arrays), the step
 times are one vectorised engine call and the start times one sequential sum; and given the
 start times, each admission step is the first step whose start sees the arrival. The window
-solves that fixed point by iteration.
+solves that fixed point by iteration, from a first guess made event by event
+(:func:`_guess_steps`: between two admissions or completions the decode step time is affine in
+the step index, so the step at which the next arrival becomes visible solves a quadratic); with
+that guess one or two iterations suffice.
 
 Exactness: the start time of step ``j`` depends only on admissions at steps ``< j``. If two
 successive iterates agree on every admission before step ``j0``, the times of steps
 ``0 .. j0`` are those of step-by-step simulation, so steps ``[0, j0)`` are committed even when
 the iteration has not converged. Every condition of the promise (token budget, sequence cap,
 KV blocks with a conservative bound, a non-empty batch, no rejection on arrival, the promise
-horizon, ``max_steps``) is checked per step on the committed prefix; the window stops before
-the first step where one fails and the policy is asked again. The result is identical to
-stepping, bit for bit (tests compare both over every scheduler).
+horizon, ``max_steps``, and Orca's reservations when the promise carries them) is checked
+per step on the committed prefix; the window stops before the first step where one fails and
+the policy is asked again. The result is identical to stepping, bit for bit
+(``tests/test_admit_window.py`` compares both, including arrivals placed on step starts).
+
+Not covered (the simulator falls back to its per-event path): online co-simulation (arrivals
+are pushed, not known ahead), slot-aligned engines, engines without ``batch_step_times_s``,
+and prompts that must be chunked (a waiting prompt larger than what the budget leaves): those
+steps call the scheduler.
 """
 
 from __future__ import annotations
