@@ -25,7 +25,9 @@ the package's parent folder, where Vidur looks for ``data/profiling``).
 Vidur's configuration (verified against vidur/config/config.py at commit 7d47513; its CLI is
 the flattened dataclass tree, ``--<snake_case(class)>_<field>``): trace-replay generator
 (CSV columns ``arrived_at`` [s], ``num_prefill_tokens``, ``num_decode_tokens``), one replica,
-random-forest execution-time predictor (Vidur's default), no plots or chrome trace. TTFT is
+execution-time predictor ``--vidur-predictor`` (Vidur's default is its random forest; the
+committed run used Vidur's ``linear_regression`` predictor, because training the forests did
+not finish within 12 minutes on one core here), no plots or chrome trace. TTFT is
 Vidur's ``prefill_e2e_time`` and E2E its ``request_e2e_time`` in ``request_metrics.csv``
 (both seconds from arrival, as slo_opt's ``ttft_s``/``e2e_s``).
 
@@ -57,8 +59,10 @@ Alignment with slo_opt (and the mismatches that remain):
   Llama-2-70B TP2 on 2 x A100-80GB, whatever ``num_blocks`` says), and
   reserves ``max_tokens`` KV tokens per request; slo_opt's orca reserves prompt + true output
   (``max_tokens=None``) in the KV capacity and keeps the engine's 8192-token cap per iteration,
-  which Vidur's orca does not have.
-* Step times: Vidur predicts per-operator times with random forests fitted to its profiles
+  which Vidur's orca does not have. ``--orca-batch-cap 13`` gives slo_opt's orca Vidur's
+  effective sequence cap (the committed run uses it; ``params`` in the JSON rows).
+* Step times: Vidur predicts per-operator times with its execution-time predictor (random
+  forests by default; linear regression in the committed run) fitted to its profiles
   (plus a 10% attention batching overhead for GQA models, its default); slo_opt uses the
   roofline named in ``pairing``. Neither is calibrated on the other, so latency agreement is a
   sanity check of the joint (step time x scheduling) behaviour, not a validation.
@@ -306,6 +310,9 @@ def main(argv=None) -> int:
     ap.add_argument("--vidur-threads", type=int, default=1,
                     help="scikit-learn jobs for Vidur's one-off predictor training")
     ap.add_argument("--vidur-timeout-s", type=float, default=3600)
+    ap.add_argument("--orca-batch-cap", type=int, default=None,
+                    help="slo_opt orca's max_batch_seqs (e.g. Vidur's memory-planner cap, 13 "
+                         "for Llama-2-70B TP2 on A100s, to align the two Orcas); default 256")
     ap.add_argument("--profile", default=None,
                     help="slo_opt profile when Vidur is not run (default h100/llama-3.1-8b)")
     a = ap.parse_args(argv)
@@ -336,7 +343,10 @@ def main(argv=None) -> int:
 
     rows, agree = [], {}
     for sched in ("vllm", "orca"):
-        r = run_slo_opt(w, eng, sched)
+        params = ({"max_batch_seqs": a.orca_batch_cap}
+                  if sched == "orca" and a.orca_batch_cap else {})
+        r = run_slo_opt(w, eng, sched, **params)
+        r["params"] = params
         rows.append(r)
         print(f"slo_opt {sched:<5} {r['requests']} req in {r['wall_s']:.2f} s = "
               f"{r['requests_per_s']:.0f} req/s (p50 TTFT {r['p50_ttft_s']:.3f} s, "
