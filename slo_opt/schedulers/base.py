@@ -250,14 +250,14 @@ def admit(
     max_seqs: int,
     free_blocks: int,
     chunked: bool = True,
-    reserve_blocks: Mapping[int, int] | None = None,
+    reserve_blocks: Mapping[int, int] | np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Greedily add waiting requests in ``order`` to ``plan`` (modified in place).
 
     A request is admitted while the batch has fewer than ``max_seqs`` sequences, the token
     budget is positive and its KV blocks fit; with ``chunked=False`` its whole remaining prompt
-    must fit in the budget. ``reserve_blocks`` (Orca) charges a reservation instead of the
-    blocks of this step. Stops at the first request that does not fit (FCFS head-of-line
+    must fit in the budget. ``reserve_blocks`` (Orca; a mapping or an array indexed by request
+    id) charges a reservation instead of the blocks of this step. Stops at the first request that does not fit (FCFS head-of-line
     semantics, as vLLM).
 
     Returns

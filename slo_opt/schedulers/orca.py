@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
 
 from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
 from slo_opt.schedulers.vllm import is_pure_decode
@@ -49,9 +51,11 @@ class Orca:
     max_batch_seqs: int = 256
     max_tokens: int | None = None
     max_batch_tokens: int | None = None
+    _memo: Any = field(default=None, init=False, repr=False, compare=False)
 
     def reset(self) -> None:
-        """Stateless."""
+        """Stateless (the per-workload memo of reservations is a pure function of the input)."""
+        self._memo = None
 
     def _reserve(self, view: EngineView, r: int) -> int:
         w = view.workload
@@ -60,34 +64,56 @@ class Orca:
             out = max(out, self.max_tokens)
         return -(-(int(w.prompt_tokens[r]) + out - 1) // view.kv_block_tokens)
 
+    def _tables(self, view: EngineView) -> tuple[np.ndarray, np.ndarray]:
+        """Reserved blocks of every request, and whether it must be rejected (memoised).
+
+        Orca never preempts, so a waiting request is fresh: both depend only on its lengths.
+        """
+        w = view.workload
+        b = view.kv_block_tokens
+        cap = view.engine.kv_capacity_tokens // b
+        limit = view.max_batch_tokens if self.max_batch_tokens is None else self.max_batch_tokens
+        key = (b, cap, limit)
+        m = self._memo
+        if m is None or m[0] is not w or m[1] != key:
+            out = w.output_tokens if self.max_tokens is None else np.maximum(
+                w.output_tokens, self.max_tokens)
+            resv = -(-(w.prompt_tokens + out - 1) // b)
+            m = self._memo = (w, key, resv, (resv > cap) | (w.prompt_tokens > limit))
+        return m[2], m[3]
+
     def plan(self, view: EngineView) -> StepPlan:
         """Advance every running request; admit FCFS under the reservation."""
         budget = view.max_batch_tokens if self.max_batch_tokens is None else min(
             self.max_batch_tokens, view.max_batch_tokens)
         token_cap = budget
+        resv, bad = self._tables(view)
         plan: dict[int, int] = {}
         reserved = 0
         for r in view.running:
             r = int(r)
-            reserved += self._reserve(view, r)
+            reserved += int(resv[r])
             n = view.next_tokens(r)
             if n > budget:
                 break
             plan[r] = n
             budget -= n
         cap = view.engine.kv_capacity_tokens // view.kv_block_tokens
-        reject = set()
-        order = []
-        for r in view.waiting:
-            r = int(r)
-            if self._reserve(view, r) > cap or view.next_tokens(r) > (
-                    view.max_batch_tokens if self.max_batch_tokens is None else self.max_batch_tokens):
-                reject.add(r)
-            else:
-                order.append(r)
-        reserve = {r: self._reserve(view, r) for r in order}
+        # vectorised over the (possibly long) queue; admit() stops at the first misfit
+        order: Any = np.asarray(view.waiting, dtype=np.int64)
+        reject: set[int] = set()
+        if order.size:
+            gone = bad[order]
+            if view.num_generated[order].any():  # re-queued requests (not from Orca itself)
+                gone = gone | (view.workload.prompt_tokens[order] + view.num_generated[order]
+                               - view.num_computed[order] > (
+                                   view.max_batch_tokens if self.max_batch_tokens is None
+                                   else self.max_batch_tokens))
+            if np.count_nonzero(gone):
+                reject = set(order[gone].tolist())
+                order = order[~gone]
         admit(view, plan, order, token_budget=budget, max_seqs=self.max_batch_seqs,
-              free_blocks=cap - reserved, chunked=False, reserve_blocks=reserve)
+              free_blocks=cap - reserved, chunked=False, reserve_blocks=resv)
         repeat = math.inf if not reject and is_pure_decode(view, plan) else -math.inf
         # stateless: with nothing waiting every running request advances (StepPlan docs)
         exact = type(self) is Orca
