@@ -25,7 +25,7 @@ import heapq
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -63,12 +63,15 @@ def _name(s: Any) -> str:
 
 
 def _params(s: Any) -> dict[str, Any]:
+    """A policy's hyper-parameters: its init fields (per-run state such as caches is not)."""
     if is_dataclass(s) and not isinstance(s, type):
-        try:
-            return {k: (v if isinstance(v, int | float | str | bool | None) else repr(v))
-                    for k, v in asdict(s).items()}
-        except Exception:  # pragma: no cover - exotic fields
-            return {}
+        out = {}
+        for f in fields(s):
+            if not f.init or f.name.startswith("_"):
+                continue
+            v = getattr(s, f.name)
+            out[f.name] = v if isinstance(v, int | float | str | bool | None) else repr(v)
+        return out
     return {}
 
 
