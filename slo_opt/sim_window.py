@@ -48,7 +48,6 @@ MAX_WINDOW_STEPS = 1 << 16
 #: Fixed-point iterations per window before committing the consistent prefix.
 MAX_ITERATIONS = 6
 
-_WAITING, _RUNNING, _DONE = 1, 2, 4
 
 
 def _cum(starts: np.ndarray, ends: np.ndarray, weights: np.ndarray | None, size: int
@@ -177,9 +176,7 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     b = sim.b
     P, O, A = sim.P, sim.O, sim.arr
     # --- the batch now: running requests (all in decode) and fresh waiting requests
-    rids = sim._views[1]
-    if rids is None:
-        rids = sim._views[1] = np.array(sim.running, dtype=np.int64)
+    rids = sim.running_ids()
     m = int(rids.size)
     wq = sim.waiting.array()
     nw = int(wq.size)
@@ -326,6 +323,8 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
             gen0: np.ndarray, rem0: np.ndarray, cids: np.ndarray, s_c: np.ndarray,
             Pc: np.ndarray, Oc: np.ndarray, nw: int, a0: int) -> None:
     """Write steps ``[0, J)`` of the window to the records and the request state."""
+    from slo_opt.simulator import _RUNNING  # (the simulator imports this module)
+
     b = sim.b
     S0 = sim.step
     # step rows
@@ -339,33 +338,26 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
     c[4][i:j] = dctx[:J] + pf[:J]
     c[5][i:j] = 0.0
     # running requests at the start: one decode token per step until done or the window ends
-    free_delta = 0
-    fin_parts = []
+    fin, fin_step = [], []
     if rids.size:
         ki = np.minimum(rem0, J)
         sim.record_allocs(rids, None, S0, ki)
         newc = comp0 + ki
         new_held = -(-newc // b)
-        free_delta += int(sim.held[rids].sum())
+        sim.free_blocks -= int(new_held.sum()) - int(sim.held[rids].sum())
+        sim.held[rids] = new_held
         sim.computed[rids] = newc
         sim.generated[rids] = gen0 + ki
         done = rem0 <= J
-        if np.count_nonzero(done):
-            fr = rids[done]
-            fs = rem0[done] - 1
-            sim.finish_step[fr] = S0 + fs
-            sim.finish_time_s[fr] = T[fs + 1]
-            sim.state[fr] = _DONE
-            new_held[done] = 0
-            fin_parts.append(fr)
-        sim.held[rids] = new_held
-        free_delta -= int(new_held.sum())
+        fin.append(rids[done])
+        fin_step.append(rem0[done] - 1)
     # admitted candidates
     cm = s_c < J
     ids = cids[cm]
     s = s_c[cm]
     p = Pc[cm]
     o = Oc[cm]
+    keep: list[int] = []
     if ids.size:
         st = S0 + s
         fsched = sim.first_scheduled_s[ids]
@@ -391,34 +383,23 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
             r_ids = ids[run]
             sim.run_start[r_ids] = np.where(one[run], st[run], st[run] + 1)
             sim.run_end[r_ids] = S0 + last[run] + 1
-        done = gen == o
         held = -(-comp // b)
-        held[done] = 0
         sim.held[ids] = held
-        free_delta -= int(held.sum())
-        state = np.full(ids.size, _RUNNING, np.int8)
-        state[done] = _DONE
-        sim.state[ids] = state
-        if np.count_nonzero(done):
-            fr = ids[done]
-            fs = s[done] + o[done] - 1
-            sim.finish_step[fr] = S0 + fs
-            sim.finish_time_s[fr] = T[fs + 1]
-            fin_parts.append(fr)
+        sim.free_blocks -= int(held.sum())
+        sim.state[ids] = _RUNNING
+        done = gen == o
+        fin.append(ids[done])
+        fin_step.append(s[done] + o[done] - 1)
         keep = ids[~done].tolist()
-    else:
-        keep = []
-    # queues and counters
-    n_fin = sum(int(x.size) for x in fin_parts)
-    if n_fin:
-        fset = set(np.concatenate(fin_parts).tolist())
-        sim.running = [r for r in sim.running if r not in fset]
+    # completions (frees their blocks, leaves the running list), then the queues
+    fr = np.concatenate(fin) if fin else np.zeros(0, np.int64)
+    if fr.size:
+        fs = np.concatenate(fin_step)
+        sim.close_finished(fr, S0 + fs, T[fs + 1])
     if nw:
         sim.waiting.clear()
     sim.running.extend(keep)
     sim.next_arrival = a0 + int(np.count_nonzero(cm[nw:]))
-    sim.num_closed += n_fin
-    sim.free_blocks += free_delta
     sim._views[0] = sim._views[1] = None
     sim.step = S0 + J
     sim.now = sim._last_end = float(T[J])

@@ -154,9 +154,6 @@ class _SortedIds:
     def __len__(self) -> int:
         return self.hi - self.lo
 
-    def __iter__(self) -> Any:
-        return iter(self.buf[self.lo:self.hi].tolist())
-
     def array(self) -> np.ndarray:
         """The ids, ascending (read-only view)."""
         a = self.buf[self.lo:self.hi]
@@ -286,9 +283,6 @@ class _Sim:
         self._dt_dec = 0.0  # duration of the last decode-all step (a step-count estimate)
         self._affine: dict[int, tuple[float, float]] = {}  # sim_window's decode-time guide
         self.admit: AdmitPromise | None = None  # active StepPlan.admit_all (fast-forward only)
-        # admission windows (sim_window.py): offline, unaligned, engine with vectorised shapes
-        self._win = (fast_forward and not online and getattr(engine, "align_start_s", None) is None
-                     and hasattr(engine, "batch_step_times_s"))
         # records: step rows; run-length allocation rows (emitted) + open runs per request
         self.steps = _Cols((float, float, np.int64, np.int64, np.int64, float))
         self.allocs = _Cols((np.int64, np.int64, np.int64, np.int64))  # req, step, num, tok
@@ -296,6 +290,9 @@ class _Sim:
         self.run_end = np.full(n, -1, np.int64)  # exclusive end step of the open run, -1: none
         self.ev: list[tuple[int, int, int, int]] = []
         self.align: Callable[[float], float] | None = getattr(engine, "align_start_s", None)
+        # admission windows (sim_window.py): offline, unaligned, engine with vectorised shapes
+        self._win = (fast_forward and not online and self.align is None
+                     and hasattr(engine, "batch_step_times_s"))
         self.slot_s = float(getattr(engine, "step_s", 0.0))
         self.bw = float(getattr(engine, "host_bandwidth_bytes_per_s", math.inf))
         self.kvb = float(getattr(engine, "kv_bytes_per_token", 0))
@@ -348,12 +345,32 @@ class _Sim:
         self.num_pushed += 1
         heapq.heappush(self.pending, (float(release_s), int(rid)))
 
+    def running_ids(self) -> np.ndarray:
+        """The running requests' ids, in admission order (cached, read-only)."""
+        r = self._views[1]
+        if r is None:
+            r = self._views[1] = _ids(self.running)
+        return r
+
+    def close_finished(self, fin: np.ndarray, steps: Any, times: Any) -> None:
+        """Requests ``fin`` finished at ``steps`` (ending at ``times``): free their KV blocks
+        and take them out of the running list."""
+        self.finish_step[fin] = steps
+        self.finish_time_s[fin] = times
+        self.state[fin] = _DONE
+        self.free_blocks += int(_sum(self.held[fin]))
+        self.held[fin] = 0
+        fset = set(fin.tolist())
+        self.running = [r for r in self.running if r not in fset]
+        self._views[1] = None
+        self.num_closed += int(fin.size)
+
     def view(self) -> EngineView:
         v = self._views
         if v[0] is None:
             v[0] = self.waiting.array()
         if v[1] is None:
-            v[1] = _ids(self.running)
+            self.running_ids()
         if v[2] is None:
             v[2] = _ids(self.swapped)
         # same fields as _View(...), without the frozen dataclass's per-field __setattr__
@@ -651,16 +668,7 @@ class _Sim:
         done = gen == self.O[rids]
         n_done = int(_nz(done))
         if n_done:
-            fin = rids[done]
-            self.finish_step[fin] = last_step
-            self.finish_time_s[fin] = self._last_end
-            self.state[fin] = _DONE
-            self.free_blocks += int(_sum(self.held[fin]))
-            self.held[fin] = 0
-            fset = set(fin.tolist())
-            self.running = [r for r in self.running if r not in fset]
-            self._views[1] = None
-            self.num_closed += int(fin.size)
+            self.close_finished(rids[done], last_step, self._last_end)
         self.step += k
         self.now = float(self._last_end)
         # a decode-all promise holds only if every running request was in this plan
@@ -844,9 +852,7 @@ class _Sim:
         may be passed by the caller that has them at hand.
         """
         if rids is None:
-            rids = self._views[1]
-            if rids is None:
-                rids = self._views[1] = _ids(self.running)
+            rids = self.running_ids()
             gen = self.generated[rids]
             nt = self.nt[rids]
             comp = self.computed[rids]
@@ -958,17 +964,8 @@ class _Sim:
         self.held[rids] = new_held
         if k >= rmin:
             done = rem <= k
-            fin = rids[done]
             fsteps = rem[done] - 1
-            self.finish_step[fin] = step + fsteps
-            self.finish_time_s[fin] = ends[fsteps]
-            self.state[fin] = _DONE
-            self.free_blocks += int(_sum(new_held[done]))
-            self.held[fin] = 0
-            fset = set(fin.tolist())
-            self.running = [r for r in self.running if r not in fset]
-            self._views[1] = None
-            self.num_closed += int(fin.size)
+            self.close_finished(rids[done], step + fsteps, ends[fsteps])
         self.step += k
         self.now = self._last_end
         return True
