@@ -215,6 +215,10 @@ class _View(EngineView):
         """Tokens ``rid`` must compute to emit its next output token."""
         return int(self.nt_[rid])  # type: ignore[index]
 
+    def next_tokens_of(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`next_tokens` of every id in ``ids``, vectorised."""
+        return self.nt_[ids]  # type: ignore[index]
+
     def blocks_for(self, rid: int, tokens: int) -> int:
         """Extra KV blocks ``rid`` needs to compute ``tokens`` more tokens."""
         b = self.b_

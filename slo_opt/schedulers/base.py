@@ -11,7 +11,7 @@ Adding a policy is one file: a dataclass whose fields are its hyper-parameters, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -28,6 +28,7 @@ __all__ = [
     "Scheduler",
     "StepPlan",
     "admit",
+    "drop_too_long",
     "make",
     "register",
     "scheduler_params",
@@ -101,6 +102,11 @@ class EngineView:
         """
         w = self.workload
         return int(w.prompt_tokens[rid] + self.num_generated[rid] - self.num_computed[rid])
+
+    def next_tokens_of(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`next_tokens` of every id in ``ids`` (an int array), vectorised."""
+        w = self.workload
+        return w.prompt_tokens[ids] + self.num_generated[ids] - self.num_computed[ids]
 
     def blocks_for(self, rid: int, tokens: int) -> int:
         """Extra KV blocks ``rid`` needs to compute ``tokens`` more tokens."""
@@ -239,6 +245,25 @@ def scheduler_params(name_or_cls: str | type) -> dict[str, Any]:
 def make(name: str, **params: Any) -> Any:
     """Instantiate a registered scheduler; unknown names or parameters list the valid ones."""
     return SCHEDULERS.make(name, **params)
+
+
+def drop_too_long(view: EngineView, ids: np.ndarray | Sequence[int], limit: int
+                  ) -> tuple[np.ndarray, set[int]]:
+    """Split off the requests of ``ids`` whose next tokens exceed ``limit``.
+
+    Without chunked prefill such a request can never be scheduled, so policies reject it.
+    Vectorised over the (possibly long) waiting queue; ``ids`` keeps its order.
+
+    Returns
+    -------
+    (kept_ids, rejected)
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size:
+        too_long = view.next_tokens_of(ids) > limit
+        if np.count_nonzero(too_long):
+            return ids[~too_long], set(ids[too_long].tolist())
+    return ids, set()
 
 
 def admit(

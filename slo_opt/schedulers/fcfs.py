@@ -6,9 +6,14 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-import numpy as np
-
-from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
+from slo_opt.schedulers.base import (
+    AdmitPromise,
+    EngineView,
+    StepPlan,
+    admit,
+    drop_too_long,
+    register,
+)
 from slo_opt.schedulers.vllm import is_pure_decode, running_first
 
 __all__ = ["FCFS", "batch_plan"]
@@ -114,15 +119,8 @@ class FCFS:
         plan, preempted, left, free = running_first(view, budget)
         # vectorised over the queue (FCFS's own order is the queue itself): a long waiting
         # queue costs C-level work per step, and admit() stops at the first misfit
-        ids = np.asarray(view.waiting if type(self).order is FCFS.order else self.order(view),
-                         dtype=np.int64)
-        reject: set[int] = set()
-        if ids.size:
-            nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - view.num_computed[ids]
-            too_long = nt > budget
-            if np.count_nonzero(too_long):
-                reject = set(ids[too_long].tolist())
-                ids = ids[~too_long]
+        ids, reject = drop_too_long(
+            view, view.waiting if type(self).order is FCFS.order else self.order(view), budget)
         if not preempted:
             order = ids
             n_run = len(view.running)

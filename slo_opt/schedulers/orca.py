@@ -64,8 +64,9 @@ class Orca:
             out = max(out, self.max_tokens)
         return -(-(int(w.prompt_tokens[r]) + out - 1) // view.kv_block_tokens)
 
-    def _tables(self, view: EngineView) -> tuple[np.ndarray, np.ndarray]:
-        """Reserved blocks of every request, and whether it must be rejected (memoised).
+    def _tables(self, view: EngineView) -> tuple[np.ndarray, np.ndarray, int]:
+        """Reserved blocks of every request, whether it must be rejected (memoised), and the
+        prompt-length limit.
 
         Orca never preempts, so a waiting request is fresh: both depend only on its lengths.
         """
@@ -80,14 +81,14 @@ class Orca:
                 w.output_tokens, self.max_tokens)
             resv = -(-(w.prompt_tokens + out - 1) // b)
             m = self._memo = (w, key, resv, (resv > cap) | (w.prompt_tokens > limit))
-        return m[2], m[3]
+        return m[2], m[3], limit
 
     def plan(self, view: EngineView) -> StepPlan:
         """Advance every running request; admit FCFS under the reservation."""
         budget = view.max_batch_tokens if self.max_batch_tokens is None else min(
             self.max_batch_tokens, view.max_batch_tokens)
         token_cap = budget
-        resv, bad = self._tables(view)
+        resv, bad, limit = self._tables(view)
         plan: dict[int, int] = {}
         reserved = 0
         for r in view.running:
@@ -105,10 +106,7 @@ class Orca:
         if order.size:
             gone = bad[order]
             if view.num_generated[order].any():  # re-queued requests (not from Orca itself)
-                gone = gone | (view.workload.prompt_tokens[order] + view.num_generated[order]
-                               - view.num_computed[order] > (
-                                   view.max_batch_tokens if self.max_batch_tokens is None
-                                   else self.max_batch_tokens))
+                gone = gone | (view.next_tokens_of(order) > limit)
             if np.count_nonzero(gone):
                 reject = set(order[gone].tolist())
                 order = order[~gone]

@@ -8,7 +8,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
+from slo_opt.schedulers.base import (
+    AdmitPromise,
+    EngineView,
+    StepPlan,
+    admit,
+    drop_too_long,
+    register,
+)
 
 __all__ = ["VLLM", "running_first"]
 
@@ -31,11 +38,7 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
     if len(ids) > 4:  # vectorised fast path: everything fits (no chunk cut, no preemption)
         ids = np.asarray(ids, np.int64)
         comp = view.num_computed[ids]
-        nt_all = getattr(view, "nt_", None)  # the simulator's view keeps next_tokens per request
-        if nt_all is not None:
-            nt = nt_all[ids]
-        else:
-            nt = view.workload.prompt_tokens[ids] + view.num_generated[ids] - comp
+        nt = view.next_tokens_of(ids)
         if long_prefill_token_threshold > 0:
             nt = np.minimum(nt, long_prefill_token_threshold)
         total = int(np.add.reduce(nt))
@@ -76,7 +79,7 @@ def is_pure_decode(view: EngineView, plan: dict[int, int]) -> bool:
         ids = np.fromiter(plan.keys(), np.int64, len(plan))
         toks = np.fromiter(plan.values(), np.int64, len(plan))
         g = gen[ids]
-        nt = view.workload.prompt_tokens[ids] + g - view.num_computed[ids]
+        nt = view.next_tokens_of(ids)
         k = len(plan)
         return bool(np.count_nonzero(toks == 1) == k and np.count_nonzero(nt == 1) == k
                     and np.count_nonzero(g >= 1) == k)
@@ -141,13 +144,8 @@ class VLLM:
             # admit() stops at the first request that does not fit: hand it the queue itself
             # (no per-step pass over a long waiting queue)
             order: Any = view.waiting
-            if not self.chunked_prefill and len(order):
-                w = np.asarray(order, np.int64)
-                nt = view.workload.prompt_tokens[w] + view.num_generated[w] - view.num_computed[w]
-                too_long = nt > budget  # can never be scheduled without chunking
-                if np.count_nonzero(too_long):
-                    reject = set(w[too_long].tolist())
-                    order = w[~too_long]
+            if not self.chunked_prefill:
+                order, reject = drop_too_long(view, order, budget)
             n_run = len(view.running) - len(preempted)
             n0 = len(plan)
             admit(view, plan, order, token_budget=left, free_blocks=free,
