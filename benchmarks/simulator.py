@@ -103,18 +103,17 @@ def traces_part(eng, traces: list[str], no_ff_limit: int | None) -> list[dict]:
 
 def scaling_part(eng, sizes: list[int], rate: float, no_ff_sizes: list[int], seed: int) -> dict:
     lengths = EmpiricalLengths.default()
-    rows = []
-    for n in sizes:
-        w = synthetic(n, rate, lengths, np.random.default_rng(seed), name=f"poisson-{n}")
-        r = run(w, eng, True)
-        _print("scaling", r)
-        rows.append(r)
-    noff = []
-    for n in no_ff_sizes:
-        w = synthetic(n, rate, lengths, np.random.default_rng(seed), name=f"poisson-{n}")
-        r = run(w, eng, False)
-        _print("scaling", r)
-        noff.append(r)
+
+    def sweep(ns: list[int], ff: bool) -> list[dict]:
+        out = []
+        for n in ns:
+            w = synthetic(n, rate, lengths, np.random.default_rng(seed), name=f"poisson-{n}")
+            out.append(run(w, eng, ff))
+            _print("scaling", out[-1])
+        return out
+
+    rows = sweep(sizes, True)
+    noff = sweep(no_ff_sizes, False)
     ns = np.array([r["requests"] for r in rows], float)
     ts = np.array([r["wall_s"] for r in rows], float)
     big = ns >= 1e4  # fixed start-up costs dominate the smallest size
