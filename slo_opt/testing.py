@@ -10,7 +10,9 @@ Use it to property-test your own scheduler against ours and against the optimum:
         check_conformance(lambda: MyPolicy(), workload, engine)
 
 Strategies are valid by construction (no ``assume``) and keep instances tiny so that the offline
-MILPs solve in milliseconds. Requires ``hypothesis`` (the ``test`` extra).
+MILPs solve in milliseconds. ``linear_engines()`` gives context-dependent step times, the
+harder test of a fast-forward promise (``repeat_until_s``, ``decode_all_until_s``,
+``admit_all``). Requires ``hypothesis`` (the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hypothesis import strategies as st
 from slo_opt.checks import violations
 from slo_opt.engine import EngineModel
 from slo_opt.metrics import summary
+from slo_opt.models.linear import LinearEngineModel
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import SLO, Request, Workload
 from slo_opt.schedule import EventKind, Schedule
@@ -34,6 +37,7 @@ from slo_opt.simulator import simulate
 __all__ = [
     "ConformanceError",
     "check_conformance",
+    "linear_engines",
     "slos",
     "slot_engines",
     "workloads",
@@ -82,6 +86,36 @@ def slot_engines(draw: Any, *, min_batch_tokens: int = 8, max_batch_tokens: int 
         max_batch_tokens=draw(st.integers(min_batch_tokens, max_batch_tokens)),
         kv_capacity_tokens=blocks * b,
         kv_block_tokens=b,
+    )
+
+
+@st.composite
+def linear_engines(draw: Any, *, kv_tokens: tuple[int, int] = (64, 1024),
+                   max_batch_tokens: tuple[int, int] = (16, 256),
+                   nonlinear: bool = False) -> LinearEngineModel:
+    """Linear engines whose step time grows with the context, with a small paged KV cache.
+
+    For fast-forward tests (vectorised step-time sums, exact float equality with stepping):
+    ``kv_tokens`` bounds the cache, ``max_batch_tokens`` the token cap; ``nonlinear`` also
+    draws the quadratic prefill term and the knee hinge.
+    """
+    b = draw(st.sampled_from([1, 4, 16]))
+    blocks = draw(st.integers(max(2, kv_tokens[0] // b), max(4, kv_tokens[1] // b)))
+    extra = {}
+    if nonlinear:
+        extra = {"c_prefill_sq_s": draw(st.sampled_from([0.0, 2e-7])),
+                 "c_knee_s": draw(st.sampled_from([0.0, 5e-5])),
+                 "knee_tokens": draw(st.sampled_from([0, 8, 48]))}
+    return LinearEngineModel(
+        name="lin",
+        c0_s=draw(st.sampled_from([0.005, 0.01, 0.0123])),
+        c_prefill_s=draw(st.sampled_from([0.0, 1e-4, 3.3e-4])),
+        c_decode_s=draw(st.sampled_from([0.0, 2e-4])),
+        c_ctx_s=draw(st.sampled_from([0.0, 1e-6, 7.7e-6])),
+        kv_capacity_tokens=blocks * b,
+        kv_block_tokens=b,
+        max_batch_tokens=draw(st.integers(*max_batch_tokens)),
+        **extra,
     )
 
 

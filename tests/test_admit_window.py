@@ -23,6 +23,7 @@ from slo_opt.models import LinearEngineModel
 from slo_opt.models.catalog import get_engine
 from slo_opt.schedulers.base import AdmitPromise
 from slo_opt.simulator import ARRIVAL_EPS_S, SchedulerStalled
+from slo_opt.testing import linear_engines
 from slo_opt.workload import EmpiricalLengths, synthetic
 
 #: (scheduler, parameters) of every policy that gives the admission promise
@@ -81,25 +82,6 @@ def _equal(w, e, params=None, max_steps=None, name="vllm"):
 
 
 @st.composite
-def _engines(draw):
-    b = draw(st.sampled_from([1, 4, 16]))
-    blocks = draw(st.integers(max(4, 128 // b), max(8, 8192 // b)))
-    return LinearEngineModel(
-        name="lin",
-        c0_s=draw(st.sampled_from([0.005, 0.0123])),
-        c_prefill_s=draw(st.sampled_from([0.0, 1e-4, 3.3e-4])),
-        c_prefill_sq_s=draw(st.sampled_from([0.0, 2e-7])),
-        c_decode_s=draw(st.sampled_from([0.0, 2e-4])),
-        c_ctx_s=draw(st.sampled_from([0.0, 1e-6, 7.7e-6])),
-        c_knee_s=draw(st.sampled_from([0.0, 5e-5])),
-        knee_tokens=draw(st.sampled_from([0, 8, 48])),
-        kv_capacity_tokens=blocks * b,
-        kv_block_tokens=b,
-        max_batch_tokens=draw(st.integers(16, 512)),
-    )
-
-
-@st.composite
 def _workloads(draw):
     n = draw(st.integers(1, 60))
     gaps = draw(st.lists(st.sampled_from([0.0, 0.001, 0.004, 0.01, 0.03, 0.1, 0.5]),
@@ -110,7 +92,9 @@ def _workloads(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(w=_workloads(), e=_engines(), cfg=st.sampled_from(CONFIGS))
+@given(w=_workloads(),
+       e=linear_engines(kv_tokens=(128, 8192), max_batch_tokens=(16, 512), nonlinear=True),
+       cfg=st.sampled_from(CONFIGS))
 def test_windows_equal_stepping(w, e, cfg):
     name, params = cfg
     try:

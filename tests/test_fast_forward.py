@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from slo_opt import Request, StepPlan, Workload, make, simulate
 from slo_opt.checks import violations
@@ -20,26 +19,9 @@ from slo_opt.metrics import summary
 from slo_opt.models import LinearEngineModel, SlotEngine
 from slo_opt.schedule import EventKind
 from slo_opt.schedulers import SCHEDULERS
-from slo_opt.testing import slot_engines, workloads
+from slo_opt.testing import linear_engines, slot_engines, workloads
 
 NAMES = sorted(SCHEDULERS)
-
-
-@st.composite
-def linear_engines(draw):
-    """Linear engines with context-dependent step times and a small paged KV cache."""
-    b = draw(st.sampled_from([1, 4, 16]))
-    blocks = draw(st.integers(max(2, 64 // b), max(4, 1024 // b)))
-    return LinearEngineModel(
-        name="lin",
-        c0_s=draw(st.sampled_from([0.005, 0.01, 0.0123])),
-        c_prefill_s=draw(st.sampled_from([0.0, 1e-4, 3.3e-4])),
-        c_decode_s=draw(st.sampled_from([0.0, 2e-4])),
-        c_ctx_s=draw(st.sampled_from([0.0, 1e-6, 7.7e-6])),
-        kv_capacity_tokens=blocks * b,
-        kv_block_tokens=b,
-        max_batch_tokens=draw(st.integers(16, 256)),
-    )
 
 
 def _same_summary(a, b):
