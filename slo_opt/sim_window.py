@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from slo_opt.engine import BatchShape
+from slo_opt.schedulers.base import reserved_blocks
 
 __all__ = ["run_admit_window"]
 
@@ -191,8 +192,8 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
         return False
     resv_out = promise.reserve_output_tokens
     if resv_out is not None:  # Orca: reserved blocks of every running and admitted request
-        resv_r = -(-(P[rids] + np.maximum(O[rids], resv_out) - 1) // b)
-        resv_w = -(-(P[wq] + np.maximum(O[wq], resv_out) - 1) // b)
+        resv_r = reserved_blocks(P[rids], O[rids], resv_out, b)
+        resv_w = reserved_blocks(P[wq], O[wq], resv_out, b)
         if int(resv_r.sum()) + int(resv_w.sum()) > sim.cap_blocks:
             return False
     comp0 = sim.computed[rids]
@@ -247,7 +248,7 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
         # cache) ends the window
         peak_bad = -(-(Pc[nw:] + Oc[nw:] - 1) // b) > sim.cap_blocks
         if resv_out is not None:
-            resv_f = -(-(Pc[nw:] + np.maximum(Oc[nw:], resv_out) - 1) // b)
+            resv_f = reserved_blocks(Pc[nw:], Oc[nw:], resv_out, b)
             peak_bad |= resv_f > sim.cap_blocks
             # reservations held at steps [0, rem0) and [s, s + output)
             resv_c = np.concatenate((resv_w, resv_f)).astype(np.float64)

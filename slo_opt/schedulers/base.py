@@ -31,6 +31,7 @@ __all__ = [
     "drop_too_long",
     "make",
     "register",
+    "reserved_blocks",
     "scheduler_params",
 ]
 
@@ -161,6 +162,13 @@ class AdmitPromise:
     token_budget: int
     max_seqs: int
     reserve_output_tokens: int | None = None
+
+
+def reserved_blocks(prompt_tokens: np.ndarray, output_tokens: np.ndarray, min_output_tokens: int,
+                    block_tokens: int) -> np.ndarray:
+    """Orca's worst-case KV reservation: ``ceil((prompt + max(output, min_output) - 1) / block)``
+    blocks per request (see :class:`AdmitPromise`)."""
+    return -(-(prompt_tokens + np.maximum(output_tokens, min_output_tokens) - 1) // block_tokens)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan, admit, register
+from slo_opt.schedulers.base import (
+    AdmitPromise,
+    EngineView,
+    StepPlan,
+    admit,
+    register,
+    reserved_blocks,
+)
 from slo_opt.schedulers.vllm import is_pure_decode
 
 __all__ = ["Orca"]
@@ -57,13 +64,6 @@ class Orca:
         """Stateless (the per-workload memo of reservations is a pure function of the input)."""
         self._memo = None
 
-    def _reserve(self, view: EngineView, r: int) -> int:
-        w = view.workload
-        out = int(w.output_tokens[r])
-        if self.max_tokens is not None:
-            out = max(out, self.max_tokens)
-        return -(-(int(w.prompt_tokens[r]) + out - 1) // view.kv_block_tokens)
-
     def _tables(self, view: EngineView) -> tuple[np.ndarray, np.ndarray, int]:
         """Reserved blocks of every request, whether it must be rejected (memoised), and the
         prompt-length limit.
@@ -77,9 +77,7 @@ class Orca:
         key = (b, cap, limit)
         m = self._memo
         if m is None or m[0] is not w or m[1] != key:
-            out = w.output_tokens if self.max_tokens is None else np.maximum(
-                w.output_tokens, self.max_tokens)
-            resv = -(-(w.prompt_tokens + out - 1) // b)
+            resv = reserved_blocks(w.prompt_tokens, w.output_tokens, self.max_tokens or 0, b)
             m = self._memo = (w, key, resv, (resv > cap) | (w.prompt_tokens > limit))
         return m[2], m[3], limit
 
