@@ -65,9 +65,52 @@ def run(model: LinearModel, *, backend: str = "highs", time_limit_s: float = 60.
     fn = {"highs": _solve_highs, "pyomo": _solve_pyomo, "cvxpy": _solve_cvxpy}[backend]
     if start is not None and backend == "highs":
         model.info["mip_start"] = np.asarray(start, float)
+    from slo_opt.solvers.highs import quiet_banner
+
+    if HAS_HIGHSPY:
+        quiet_banner()  # pyomo and cvxpy construct HiGHS themselves
     if hard_timeout_s is None:
-        return fn(model, time_limit_s, rel_gap, threads)
-    return _in_subprocess(fn, model, time_limit_s, rel_gap, threads, hard_timeout_s)
+        raw = fn(model, time_limit_s, rel_gap, threads)
+    else:
+        raw = _in_subprocess(fn, model, time_limit_s, rel_gap, threads, hard_timeout_s)
+    return _verified(model, raw)
+
+
+def _verified(model: LinearModel, raw: RawResult) -> RawResult:
+    """Evaluate the returned vector against the model itself (every back-end).
+
+    The incumbent must equal ``c x + offset`` of the returned values, and the values must
+    satisfy the rows, column bounds and integrality within :data:`.highs.FEAS_ATOL`; otherwise
+    the answer is an :attr:`Status.ERROR` with the reason, never a value.
+    """
+    from slo_opt.solvers.highs import FEAS_ATOL, OBJ_RTOL
+
+    if raw.values is None or raw.incumbent is None:
+        return raw
+    x = np.asarray(raw.values, float)
+    if x.size != model.num_cols:
+        return RawResult(Status.ERROR, None, None, None, raw.solve_s,
+                         f"{raw.message}: solution has {x.size} values for {model.num_cols} columns")
+    obj = float(model.c @ x) + float(model.obj_offset)
+    act = model.matrix("csr") @ x if model.num_rows else np.zeros(0)
+    scale_r = 1.0 + np.abs(np.where(np.isfinite(model.row_ub), model.row_ub,
+                                    np.where(np.isfinite(model.row_lb), model.row_lb, 0.0)))
+    viol = max(
+        float(np.max(np.concatenate([[0.0], (model.row_lb - act) / scale_r,
+                                     (act - model.row_ub) / scale_r]))),
+        float(np.max(np.concatenate([[0.0], model.col_lb - x, x - model.col_ub]))),
+        float(np.max(np.abs(x[model.integer] - np.rint(x[model.integer])), initial=0.0)),
+    )
+    why = []
+    if not math.isclose(obj, raw.incumbent, rel_tol=OBJ_RTOL, abs_tol=OBJ_RTOL):
+        why.append(f"incumbent {raw.incumbent:.10g} but the returned values evaluate to "
+                   f"{obj:.10g}")
+    if viol > FEAS_ATOL:
+        why.append(f"returned values violate a row, bound or integrality by {viol:.3g}")
+    if why:
+        return RawResult(Status.ERROR, None, None, None, raw.solve_s,
+                         f"{raw.message}: " + "; ".join(why))
+    return raw
 
 
 def _child(conn: Any, fn: Any, model: LinearModel, tl: float, gap: float, threads: int) -> None:
@@ -107,48 +150,46 @@ def _in_subprocess(fn: Any, model: LinearModel, tl: float, gap: float, threads: 
 
 
 # -- HiGHS (highspy) ---------------------------------------------------------------------------
-def _status_highs(h: Any, model: LinearModel, mip: bool) -> tuple[Status, float | None,
-                                                                   float | None, str]:
-    """The one HiGHS -> Status mapping."""
+def _status_highs(out: Any, model: LinearModel, mip: bool) -> tuple[Status, float | None,
+                                                                     float | None, str]:
+    """The one HiGHS -> Status mapping (``out``: a verified :class:`.highs.HighsOutcome`)."""
     import highspy
 
-    ms = h.getModelStatus()
-    info = h.getInfo()
-    msg = h.modelStatusToString(ms)
-    has_primal = int(info.primal_solution_status) == 2  # kSolutionStatusFeasible
-    obj = float(info.objective_function_value) if has_primal else None
+    ms = out.model_status
+    msg = out.status_name
+    obj = out.objective  # evaluated from the returned vector, not HiGHS' report
     S = highspy.HighsModelStatus
     if ms == S.kOptimal:
-        bound = float(info.mip_dual_bound) if mip else obj
+        bound = out.mip_dual_bound if mip else obj
         if bound is None or not math.isfinite(bound):
             bound = obj
         return Status.OPTIMAL, obj, bound, msg
     if ms == S.kInfeasible:
         return Status.INFEASIBLE, None, None, msg
-    if ms in (S.kTimeLimit, S.kIterationLimit, S.kSolutionLimit, S.kInterrupt,
-              S.kObjectiveBound, S.kObjectiveTarget, S.kHighsInterrupt):
-        bound = float(info.mip_dual_bound) if mip else math.nan
+    limits = [getattr(S, k) for k in ("kTimeLimit", "kIterationLimit", "kSolutionLimit",
+                                      "kInterrupt", "kObjectiveBound", "kObjectiveTarget",
+                                      "kHighsInterrupt") if hasattr(S, k)]  # by version
+    if ms in limits:
+        bound = out.mip_dual_bound if mip else math.nan
         if not math.isfinite(bound):
             bound = model.trivial_bound()
-        return (Status.FEASIBLE if has_primal else Status.NO_SOLUTION), obj, bound, msg
+        return (Status.FEASIBLE if obj is not None else Status.NO_SOLUTION), obj, bound, msg
     return Status.ERROR, None, None, msg
 
 
 def _solve_highs(model: LinearModel, tl: float, gap: float, threads: int) -> RawResult:
     import highspy
 
+    from slo_opt.solvers.highs import solve_lp
+
     A = model.matrix("csc")
     A.sum_duplicates()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", float(tl))
-    h.setOptionValue("mip_rel_gap", float(gap))
-    h.setOptionValue("mip_abs_gap", 1e-9)
-    h.setOptionValue("threads", int(threads))
+    opts: dict[str, Any] = {"time_limit": float(tl), "mip_rel_gap": float(gap),
+                            "mip_abs_gap": 1e-9, "threads": int(threads)}
     lp_solver = model.info.get("lp_solver")
     mip = bool(model.integer.any())
     if lp_solver and not mip:
-        h.setOptionValue("solver", lp_solver)
+        opts["solver"] = lp_solver
     inf = highspy.kHighsInf
     lp = highspy.HighsLp()
     lp.num_col_ = model.num_cols
@@ -167,26 +208,53 @@ def _solve_highs(model: LinearModel, tl: float, gap: float, threads: int) -> Raw
     if mip:
         kI, kC = highspy.HighsVarType.kInteger, highspy.HighsVarType.kContinuous
         lp.integrality_ = [kI if b else kC for b in model.integer.tolist()]
-    t0 = time.perf_counter()
-    h.passModel(lp)
     start = model.info.get("mip_start")
-    if mip and start is not None and start.size == model.num_cols:
-        sol = highspy.HighsSolution()
-        sol.col_value = np.where(model.integer, np.rint(start), start).tolist()
-        sol.value_valid = True
-        h.setSolution(sol)
-    h.run()
+    if not (mip and start is not None and start.size == model.num_cols):
+        start = None
+    t0 = time.perf_counter()
+    out = solve_lp(lp, options=opts, start=start)
     dt = time.perf_counter() - t0
-    status, obj, bound, msg = _status_highs(h, model, mip)
-    vals = np.asarray(h.getSolution().col_value, float) if obj is not None else None
-    return RawResult(status, obj, _safe_bound(model, obj, bound), vals, dt, msg)
+    if not out.consistent:
+        return RawResult(Status.ERROR, None, None, None, dt,
+                         f"{out.status_name}: {out.message}")
+    status, obj, bound, msg = _status_highs(out, model, mip)
+    if out.resolved_cold:
+        msg = f"{msg} ({out.message})"
+    vals = out.x if obj is not None else None
+    return _result(model, status, obj, bound, vals, dt, msg)
+
+
+#: A dual bound may sit on the wrong side of the incumbent by at most this much (relative to
+#: ``max(1, |incumbent|)``): the solvers' primal feasibility and optimality tolerances (1e-7)
+#: summed over a model's rows. Within it the bound is replaced by the incumbent; beyond it the
+#: result is :attr:`Status.NUMERICAL` with no bound (never a silent clamp).
+BOUND_RTOL = 1e-6
 
 
 def _safe_bound(model: LinearModel, obj: float | None, bound: float | None) -> float | None:
-    """A dual bound is never on the wrong side of the incumbent (tolerance noise only)."""
+    """``bound`` checked against the incumbent; :class:`_WrongSideBound` beyond tolerance."""
     if bound is None or obj is None:
         return bound
-    return max(bound, obj) if model.sense == "max" else min(bound, obj)
+    wrong = (obj - bound) if model.sense == "max" else (bound - obj)
+    if wrong <= 0:
+        return bound
+    if wrong <= BOUND_RTOL * max(1.0, abs(obj)):
+        return obj
+    raise _WrongSideBound(f"dual bound {bound:.10g} is on the wrong side of the incumbent "
+                          f"{obj:.10g} by {wrong:.3g} (tolerance {BOUND_RTOL:g} relative)")
+
+
+class _WrongSideBound(ArithmeticError):
+    """A solver's dual bound contradicts its own incumbent beyond :data:`BOUND_RTOL`."""
+
+
+def _result(model: LinearModel, status: Status, obj: float | None, bound: float | None,
+            vals: np.ndarray | None, dt: float, msg: str) -> RawResult:
+    """A :class:`RawResult` whose bound has passed :func:`_safe_bound` (or NUMERICAL)."""
+    try:
+        return RawResult(status, obj, _safe_bound(model, obj, bound), vals, dt, msg)
+    except _WrongSideBound as exc:
+        return RawResult(Status.NUMERICAL, obj, None, vals, dt, f"{msg}: {exc}")
 
 
 # -- Pyomo (new HiGHS interface) ---------------------------------------------------------------
@@ -254,10 +322,12 @@ def _solve_pyomo(model: LinearModel, tl: float, gap: float, threads: int) -> Raw
         bound = inc if (status == Status.OPTIMAL and not integ.any()) else model.trivial_bound()
     vals = None
     if inc is not None:
-        prim = res.solution_loader.get_vars()
+        loader = res.solution_loader
+        # pyomo >= 6.10.1 names it get_vars; 6.9.2-6.10.0 get_primals
+        prim = loader.get_vars() if hasattr(loader, "get_vars") else loader.get_primals()
         vals = np.array([prim[m.x[j]] for j in range(n)], float)
-    return RawResult(status, None if inc is None else float(inc),
-                     _safe_bound(model, inc, bound), vals, dt, str(res.termination_condition))
+    return _result(model, status, None if inc is None else float(inc), bound, vals, dt,
+                   str(res.termination_condition))
 
 
 # -- cvxpy ---------------------------------------------------------------------------------------
@@ -338,4 +408,4 @@ def _solve_cvxpy(model: LinearModel, tl: float, gap: float, threads: int) -> Raw
         vals = np.zeros(model.num_cols)
         for var, idx in parts:
             vals[idx] = np.asarray(var.value, float).reshape(-1)
-    return RawResult(status, inc, _safe_bound(model, inc, bound), vals, dt, str(prob.status))
+    return _result(model, status, inc, bound, vals, dt, str(prob.status))

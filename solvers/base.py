@@ -52,6 +52,9 @@ class Status(enum.Enum):
     FEASIBLE = "feasible"  # time or gap limit hit with an incumbent
     INFEASIBLE = "infeasible"
     NO_SOLUTION = "no_solution"  # limit hit, nothing found
+    #: the solver's answer contradicts itself beyond tolerance (a dual bound on the wrong side
+    #: of its incumbent): the incumbent (verified feasible) is kept, no bound is reported
+    NUMERICAL = "numerical_trouble"
     ERROR = "error"
 
 
@@ -347,7 +350,8 @@ class SolveResult:
     @property
     def has_solution(self) -> bool:
         """An incumbent exists."""
-        return self.status in (Status.OPTIMAL, Status.FEASIBLE) and self.incumbent is not None
+        return (self.status in (Status.OPTIMAL, Status.FEASIBLE, Status.NUMERICAL)
+                and self.incumbent is not None)
 
 
 @runtime_checkable

@@ -192,6 +192,8 @@ def solve_placement(inst: PlacementInstance, *, time_limit_s: float = 60.0,
     """
     import highspy
 
+    from slo_opt.solvers.highs import solve_lp
+
     t0 = time.perf_counter()
     n, m = inst.shape
     ok = inst.allowed()
@@ -268,11 +270,6 @@ def solve_placement(inst: PlacementInstance, *, time_limit_s: float = 60.0,
     R, C, V = R[order], C[order], V[order]
     start = np.searchsorted(C, np.arange(ncol + 1))
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", float(time_limit_s))
-    h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
-    h.setOptionValue("threads", int(threads))
     lp = highspy.HighsLp()
     lp.num_col_ = int(ncol)
     lp.num_row_ = int(nrow)
@@ -291,15 +288,16 @@ def solve_placement(inst: PlacementInstance, *, time_limit_s: float = 60.0,
     if ncol == 0:
         return PlacementResult("optimal", 0.0, 0.0, 0.0, np.full(n, -1), np.zeros(n),
                                time.perf_counter() - t0, 0, nrow)
-    h.passModel(lp)
-    h.run()
-    st = h.getModelStatus()
-    sname = h.modelStatusToString(st)
-    info = h.getInfo()
-    obj = float(info.objective_function_value)
-    bound = float(getattr(info, "mip_dual_bound", math.nan))
-    gap = float(getattr(info, "mip_gap", math.nan))
-    if st == highspy.HighsModelStatus.kOptimal:
+    out = solve_lp(lp, options={"time_limit": float(time_limit_s),
+                                "mip_rel_gap": float(mip_rel_gap), "threads": int(threads)})
+    st = out.model_status
+    sname = out.status_name
+    obj = out.objective if out.objective is not None else math.nan
+    bound = out.mip_dual_bound
+    gap = out.mip_gap
+    if not out.consistent:
+        status = f"error: {out.message}"
+    elif st == highspy.HighsModelStatus.kOptimal:
         status = "optimal"
     elif st == highspy.HighsModelStatus.kTimeLimit:
         status = "time_limit"
@@ -309,9 +307,9 @@ def solve_placement(inst: PlacementInstance, *, time_limit_s: float = 60.0,
         status = f"error: {sname}"
     site_of = np.full(n, -1, np.int64)
     slack = np.zeros(n)
-    has = status in ("optimal", "time_limit") and info.primal_solution_status == 2
+    has = status in ("optimal", "time_limit") and out.x is not None
     if has:
-        x = np.asarray(h.getSolution().col_value)
+        x = out.x
         on = x[:nx_] > 0.5
         site_of[pi[on]] = pj[on]
         if soft:

@@ -326,6 +326,8 @@ def solve_slotted(inst: SlottedInstance, *, time_limit_s: float = 60.0,
     """
     import highspy
 
+    from slo_opt.solvers.highs import solve_lp
+
     if not (time_limit_s >= 0 and math.isfinite(time_limit_s)):
         raise ValueError(f"time_limit_s must be finite and >= 0, got {time_limit_s}")
     t0 = time.perf_counter()
@@ -426,36 +428,25 @@ def solve_slotted(inst: SlottedInstance, *, time_limit_s: float = 60.0,
 
     def run(lp: Any, limit: float, gap_abs: float | None, warm: np.ndarray | None,
             ) -> tuple[str, str, float, float, np.ndarray | None]:
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("time_limit", float(max(limit, 0.0)))
-        h.setOptionValue("threads", int(threads))
+        opts: dict[str, Any] = {"time_limit": float(max(limit, 0.0)), "threads": int(threads)}
         if gap_abs is not None:
-            h.setOptionValue("mip_abs_gap", float(gap_abs))
-            h.setOptionValue("mip_rel_gap", 0.0)
+            opts.update(mip_abs_gap=float(gap_abs), mip_rel_gap=0.0)
         else:
-            h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
-        h.passModel(lp)
-        if warm is not None:
-            sol = highspy.HighsSolution()
-            sol.col_value = list(map(float, warm))
-            sol.value_valid = True
-            h.setSolution(sol)
-        h.run()
-        ms = h.getModelStatus()
-        name = h.modelStatusToString(ms)
-        info = h.getInfo()
-        if ms == highspy.HighsModelStatus.kOptimal:
+            opts["mip_rel_gap"] = float(mip_rel_gap)
+        out = solve_lp(lp, options=opts, start=warm)
+        ms = out.model_status
+        name = out.status_name
+        if not out.consistent:
+            status = f"error: {out.message}"
+        elif ms == highspy.HighsModelStatus.kOptimal:
             status = "optimal"
         elif ms in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt):
             status = "time_limit"
         else:
             status = f"error: {name}"
-        x = None
-        if status in ("optimal", "time_limit") and info.primal_solution_status == 2:
-            x = np.asarray(h.getSolution().col_value, float)
-        return (status, name, float(info.objective_function_value),
-                float(getattr(info, "mip_dual_bound", math.nan)), x)
+        x = out.x if status in ("optimal", "time_limit") else None
+        obj = out.objective if out.objective is not None else math.nan
+        return status, name, obj, out.mip_dual_bound, x
 
     meta: dict[str, Any] = {"slots": T, "columns_per_request": nx / max(n, 1)}
     # an all-reject plan is always feasible: the incumbent we fall back to

@@ -23,6 +23,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,13 @@ __all__ = [
     "solve_horizon",
 ]
 
+
+
+def _int32_csr(a: Any) -> Any:
+    """``a`` with 32-bit index arrays: scipy < 1.13's ``milp`` rejects int64 (``'long'``)."""
+    a.indices = a.indices.astype(np.int32, copy=False)
+    a.indptr = a.indptr.astype(np.int32, copy=False)
+    return a
 
 def _scipy():  # imported lazily: scipy is an optional dependency ("solvers" extra)
     try:
@@ -243,7 +251,7 @@ def solve_cycle(inst: CycleInstance, *, formulation: str = "columns",
             data.append(a)
         rlb.append(lo)
         rub.append(hi)
-    a_mat = sparse.csr_array((data, (ri, ci)), shape=(len(rows), nvar))
+    a_mat = _int32_csr(sparse.csr_array((data, (ri, ci)), shape=(len(rows), nvar)))
     res = optimize.milp(
         cost, integrality=integrality, bounds=optimize.Bounds(lb, ub),
         constraints=optimize.LinearConstraint(a_mat, rlb, rub),
@@ -451,8 +459,8 @@ def solve_horizon(workload: Workload, engine: SlotEngine, *, num_slots: int | No
     if row[0] == 0:
         return HorizonSolution("optimal", 0.0, 0.0, np.zeros(n, bool), np.full(n, -1),
                                np.full(n, -1), T, time.perf_counter() - t0)
-    a_mat = sparse.csr_array((np.concatenate(V), (np.concatenate(R), np.concatenate(C))),
-                             shape=(row[0], nv))
+    a_mat = _int32_csr(sparse.csr_array(
+        (np.concatenate(V), (np.concatenate(R), np.concatenate(C))), shape=(row[0], nv)))
     res = optimize.milp(
         cost, integrality=np.array(integ), bounds=optimize.Bounds(lb_a, ub_a),
         constraints=optimize.LinearConstraint(a_mat, np.array(rlo), np.array(rhi)),
