@@ -1,6 +1,17 @@
 """Online schedulers: the table of contents (one import line per policy file)."""
 
-from slo_opt.schedulers import edf, fastserve, fcfs, least_slack, orca, sarathi, sjf, slice_, vllm
+from slo_opt.schedulers import (
+    edf,
+    fastserve,
+    fcfs,
+    least_slack,
+    mcsf,
+    orca,
+    sarathi,
+    sjf,
+    slice_,
+    vllm,
+)
 from slo_opt.schedulers.base import (
     SCHEDULERS,
     AdmitPromise,
@@ -25,6 +36,7 @@ __all__ = [
     "fcfs",
     "least_slack",
     "make",
+    "mcsf",
     "orca",
     "register",
     "sarathi",
