@@ -36,11 +36,17 @@ from slo_opt.simulator import simulate
 
 __all__ = [
     "ConformanceError",
+    "WorstCase",
     "check_conformance",
+    "evaluate_gap",
     "linear_engines",
+    "save_worst_case",
     "slos",
     "slot_engines",
+    "verify_worst_case",
     "workloads",
+    "worst_case",
+    "worst_case_instances",
 ]
 
 
@@ -192,3 +198,14 @@ def _step_cap(workload: Workload) -> int:
     """A generous iteration cap that turns a livelock into an error instead of a hang."""
     w = workload
     return int(100 + 20 * (w.prompt_tokens.sum() + w.output_tokens.sum()))
+
+
+# worst cases on demand (needs the solvers extra; imported last: it uses ConformanceError)
+from slo_opt.worst_case import (  # noqa: E402
+    WorstCase,
+    evaluate_gap,
+    save_worst_case,
+    verify_worst_case,
+    worst_case,
+    worst_case_instances,
+)
