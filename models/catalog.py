@@ -7,14 +7,17 @@ Resolution order for a name (first that exists wins):
 2. **published data** -- a published step-time table shipped under ``models/profiles``
    (SLICE's ``l(k)``, ``slice-edge/chatglm2-6b-int4``, also reachable as
    ``rtx4060ti/chatglm2-6b-int4``);
-3. **public table** -- coefficients fitted (in ``shared/research/simulators.md`` B.7) to public
-   kernel tables: aiconfigurator A100/H100 and LLMServingSim RTX 4090, Llama-3(.1)-8B;
+3. **built** -- a layerwise engine built by :mod:`slo_opt.models.build_engine` from a public
+   per-layer profile (``models/profiles/<gpu>/<model>.layerwise.json`` with its
+   ``.provenance.json``): LLMServingSim's RTX 4090 and RTX PRO 6000 Llama-3.1-8B tables;
 4. **roofline** -- :class:`~slo_opt.models.roofline.RooflineEngineModel` with efficiency
    factors fitted on our measured GPU(s) and transferred.
 
 ``kind`` selects the model family: ``"linear"`` (affine + hinge, fitted), ``"table"``
-(interpolation of the measured/published grid), ``"roofline"``. ``kind=None`` takes the
-source's native kind (linear, except table for published tables).
+(interpolation of the measured/published grid; for a built profile the layerwise engine),
+``"roofline"``. ``kind=None`` takes the source's native kind (linear for measured profiles,
+table for published tables and built profiles). A built profile's ``"linear"`` model is fitted
+to step times of its layerwise engine on a fixed grid (:func:`built_rows`).
 """
 
 from __future__ import annotations
@@ -43,19 +46,7 @@ PUBLISHED_TABLES: dict[str, tuple[str, str, str, str]] = {
 }
 ALIASES = {"rtx4060ti/chatglm2-6b-int4": "slice-edge/chatglm2-6b-int4"}
 
-_MS = 1e-3
-# (c0, c_decode/seq, c_ctx/token, c_prefill/token, c_prefill_sq/token^2) in ms
-PUBLIC_LINEAR: dict[str, tuple[tuple[float, float, float, float, float], str]] = {
-    "h100/llama-3.1-8b": ((6.15, 0.0100, 4.04e-5, 0.0151, 8.35e-7),
-                          "aiconfigurator-core 0.12.0 H100-SXM vLLM 0.24 kernel tables (Apache-2.0,"
-                          " NVIDIA), Llama-3-8B fit in simulators.md B.7"),
-    "a100/llama-3.1-8b": ((10.86, 0.0160, 7.99e-5, 0.0505, 1.65e-6),
-                          "aiconfigurator-core 0.12.0 A100-SXM vLLM 0.14 kernel tables (Apache-2.0,"
-                          " NVIDIA), Llama-3-8B fit in simulators.md B.7"),
-    "rtx4090/llama-3.1-8b": ((17.11, 0.0417, 1.39e-4, 0.0708, 8.87e-6),
-                             "LLMServingSim RTX4090 Llama-3.1-8B layerwise profile (MIT), fit in "
-                             "simulators.md B.7"),
-}
+BUILT_SUFFIX = ".layerwise.json"
 
 
 def profiles_dir() -> Path:
@@ -84,6 +75,52 @@ def measured_rows(name: str) -> tuple[ProfileRow, ...]:
     return _rows(str(p))
 
 
+def _built_json(name: str) -> Path | None:
+    gpu, _, model = name.partition("/")
+    if gpu not in GPUS:
+        return None
+    p = profiles_dir() / gpu / f"{model}{BUILT_SUFFIX}"
+    return p if p.is_file() else None
+
+
+@functools.lru_cache(maxsize=16)
+def _built_engine(name: str):  # -> LayerwiseEngineModel
+    from slo_opt.models.layerwise import load_layerwise
+
+    p = _built_json(name)
+    if p is None:
+        raise ValueError(f"no built profile {name!r}")
+    return load_layerwise(p, source=f"{name} [table, built from a public layer profile]")
+
+
+def built_rows(name: str) -> tuple[ProfileRow, ...]:
+    """Step times of a built layerwise engine on a fixed grid (for the linear fit).
+
+    Decode: batch 1-256 x context 128-8192; prefill: one prompt of 16-2048 tokens and 4
+    prompts of 128-512; mixed: chunks of 128-2048 tokens with 16-128 decodes at 512-4096.
+    """
+    eng = _built_engine(name)
+    g, _, m = name.partition("/")
+    rows: list[ProfileRow] = []
+
+    def add(phase: str, b: int, tps: int, ctx: int, chunk: int = 0) -> None:
+        r = ProfileRow(g, m, phase, b, tps, ctx, 1.0, prefill_chunk=chunk)
+        rows.append(dataclasses.replace(r, latency_s=eng.step_time_s(r.shape)))
+
+    for b in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        for c in (128, 512, 1024, 2048, 4096, 8192):
+            add("decode", b, 1, c)
+    for p in (16, 32, 64, 128, 256, 512, 1024, 2048):
+        add("prefill", 1, p, 0)
+    for p in (128, 256, 512):
+        add("prefill", 4, p, 0)
+    for ch in (128, 512, 1024, 2048):
+        for b in (16, 64, 128):
+            for c in (512, 4096):
+                add("mixed", b, 1, c, ch)
+    return tuple(rows)
+
+
 def _measured_meta(name: str) -> dict:
     p = _measured_csv(name)
     if p is None:
@@ -107,8 +144,7 @@ def _split(name: str) -> tuple[str, str, str]:
 def list_profiles() -> list[tuple[str, str, str]]:
     """All resolvable profiles as ``(name, source, description)``.
 
-    ``source`` is one of ``"measured"``, ``"published data"``, ``"public table"``,
-    ``"roofline"`` (the first available in the resolution order).
+    ``source`` is one of ``"measured"``, ``"published data"``, ``"built"``, ``"roofline"`` (the first available in the resolution order).
     """
     out: list[tuple[str, str, str]] = []
     for name, (_, _, _, desc) in PUBLISHED_TABLES.items():
@@ -126,8 +162,9 @@ def list_profiles() -> list[tuple[str, str, str]]:
                 meta = _measured_meta(name)
                 desc = f"our profile on {meta.get('device_name', gpu.name)}"
                 out.append((name, "measured", desc))
-            elif name in PUBLIC_LINEAR:
-                out.append((name, "public table", PUBLIC_LINEAR[name][1]))
+            elif _built_json(name) is not None:
+                out.append((name, "built", f"layerwise engine built from a public per-layer "
+                            f"profile on {gpu.name} (see {model_key}.provenance.json)"))
             else:
                 out.append((name, "roofline", f"roofline transfer to {gpu.name}"))
     return out
@@ -138,8 +175,8 @@ def _source_of(name: str) -> str:
         return "published data"
     if _measured_csv(name) is not None:
         return "measured"
-    if name in PUBLIC_LINEAR:
-        return "public table"
+    if _built_json(name) is not None:
+        return "built"
     return "roofline"
 
 
@@ -170,14 +207,10 @@ def _base_engine(name: str, kind: str) -> EngineModel:
         return TableEngineModel.from_rows(
             rows, name=name, source=label,
             prefill_fallback_s_per_token=prefill_s_per_token(gpu_key, model_key))
-    if source == "public table":
+    if source == "built":
         if kind == "table":
-            raise ValueError(f"{name}: only fitted coefficients are public, no table; "
-                             "use kind='linear' or 'roofline'")
-        (c0, cd, cc, cp, cq), _ = PUBLIC_LINEAR[name]
-        return LinearEngineModel(name=name, c0_s=c0 * _MS, c_decode_s=cd * _MS,
-                                 c_ctx_s=cc * _MS, c_prefill_s=cp * _MS,
-                                 c_prefill_sq_s=cq * _MS, source=label)
+            return _built_engine(name)
+        return LinearEngineModel.fit(built_rows(name), name=name, source=label)[0]
     if kind == "table":
         raise ValueError(f"{name}: no measured or published table; use kind='roofline'")
     from slo_opt.models.roofline import transferred_roofline
@@ -193,6 +226,7 @@ def get_engine(
     max_batch_tokens: int | None = None,
     gpu_memory_utilization: float = 0.9,
     kv_block_tokens: int = 16,
+    max_num_seqs: int | None = None,
 ) -> EngineModel:
     """Resolve a profile name to an engine model.
 
@@ -203,14 +237,18 @@ def get_engine(
     kind : {"linear", "table", "roofline"} or None
         Model family; ``None`` = the source's native kind.
     kv_capacity_tokens : int, optional
-        Override; default from GPU memory, weights and ``gpu_memory_utilization``
-        (:func:`slo_opt.models.kv.kv_capacity_tokens`), rounded down to whole blocks.
+        Override; default vLLM's sizing from the GPU's torch-reported memory, the weights,
+        ``gpu_memory_utilization`` and the profile run of ``max_batch_tokens`` tokens and
+        ``max_num_seqs`` sequences (:func:`slo_opt.models.kv.kv_capacity_tokens`).
     max_batch_tokens : int, optional
-        Default 8192 on GPUs with >= 40 GB, else 2048 (vLLM's server defaults).
+        Default 8192 on GPUs with >= 70 GiB (not A100), else 2048 (vLLM's server defaults).
     gpu_memory_utilization : float
         vLLM's memory fraction.
     kv_block_tokens : int
         Paged-KV block size.
+    max_num_seqs : int, optional
+        vLLM's sequence cap (sizes the profile run); default 1024 on >= 70 GiB GPUs (not
+        A100), else 256.
 
     Raises
     ------
@@ -219,21 +257,27 @@ def get_engine(
     """
     canon, gpu_key, model_key = _split(name)
     if kind is None:
-        kind = "table" if canon in PUBLISHED_TABLES else "linear"
+        kind = "table" if canon in PUBLISHED_TABLES or _built_json(canon) is not None \
+            else "linear"
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {KINDS}")
     gpu, shape = get_gpu(gpu_key), get_shape(model_key)
+    big = gpu.memory_bytes >= 70 * 2**30 and gpu_key != "a100"
+    if max_batch_tokens is None:
+        max_batch_tokens = 8192 if big else 2048
+    if max_num_seqs is None:
+        max_num_seqs = 1024 if big else 256
     if kv_capacity_tokens is None:
         from slo_opt.models.kv import kv_capacity_tokens as _cap
 
         kv_capacity_tokens = _cap(gpu.memory_bytes, shape, gpu_memory_utilization,
-                                  block_tokens=kv_block_tokens)
+                                  block_tokens=kv_block_tokens,
+                                  max_num_batched_tokens=max_batch_tokens,
+                                  max_num_seqs=max_num_seqs)
     elif kv_capacity_tokens < kv_block_tokens:
         raise ValueError("kv_capacity_tokens must be >= kv_block_tokens")
     else:
         kv_capacity_tokens -= kv_capacity_tokens % kv_block_tokens
-    if max_batch_tokens is None:
-        max_batch_tokens = 8192 if gpu.memory_bytes >= 40e9 else 2048
     host_bw = float(_measured_meta(canon).get("h2d_bytes_per_s",
                                               gpu.host_bandwidth_bytes_per_s))
     base = _base_engine(canon, kind)

@@ -89,21 +89,135 @@ def gpu_key_from_name(device_name: str) -> str:
     """Catalogue key of a CUDA device name (``"NVIDIA H100 80GB HBM3"`` -> ``"h100"``)."""
     n = device_name.lower().replace(" ", "")
     for key, pat in (("h200", "h200"), ("h100", "h100"), ("a100", "a100"),
-                     ("rtx4090", "4090"), ("rtx4060ti", "4060ti"), ("jetson-orin", "orin")):
+                     ("rtx4090", "4090"), ("rtx4060ti", "4060ti"), ("rtxpro6000", "rtxpro6000"),
+                     ("jetson-orin", "orin")):
         if pat in n:
             return key
     return "".join(c for c in n if c.isalnum()) or "gpu"
+
+
+KERNELS = ("plain", "fused")
+"""``plain``: unfused fp32 RMSNorm, RoPE by concatenation, separate SiLU and product (the
+profiles of issue 3); ``fused``: residual add + RMSNorm, RoPE of q and k, and SiLU-and-mul each
+one generated kernel (``torch.compile``), as vLLM's compiled model runs them."""
+
+
+class FusedOps:
+    """Pointwise ops of a Llama layer, each compiled into one kernel (fallback: eager).
+
+    vLLM 0.19 compiles the model with Inductor (``custom_ops: none``), which fuses the residual
+    add into the RMSNorm, applies RoPE to q and k in one pass and fuses SiLU with the product;
+    this class does the same with ``torch.compile(dynamic=True)``. If compilation is
+    unavailable, the same functions run eagerly and :attr:`compiled` is ``False`` (recorded in
+    the provenance).
+    """
+
+    def __init__(self, torch: Any, compile_ops: bool = True, eps: float = 1e-5) -> None:
+        self.torch = torch
+        self.compiled = False
+        self.error = ""
+
+        def rms(x: Any, w: Any) -> Any:
+            xf = x.float()
+            return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
+
+        def add_rms(x: Any, r: Any, w: Any) -> tuple[Any, Any]:
+            y = x + r
+            return y, rms(y, w)
+
+        def rope(q: Any, k: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
+            c, s = cos[:, None, :], sin[:, None, :]
+            h = q.shape[-1] // 2
+
+            def rot(t: Any) -> Any:
+                t1, t2 = t[..., :h], t[..., h:]
+                return torch.cat([t1 * c[..., :h] - t2 * s[..., :h],
+                                  t2 * c[..., h:] + t1 * s[..., h:]], -1)
+            return rot(q), rot(k)
+
+        def silu_mul(gu: Any) -> Any:
+            g, u = gu.chunk(2, -1)
+            return torch.nn.functional.silu(g) * u
+
+        self.rms, self.add_rms, self.rope, self.silu_mul = rms, add_rms, rope, silu_mul
+        if compile_ops:
+            try:
+                comp = [torch.compile(f, dynamic=True, fullgraph=True)
+                        for f in (rms, add_rms, rope, silu_mul)]
+                self.rms, self.add_rms, self.rope, self.silu_mul = comp
+                self.compiled = True
+            except Exception as e:  # no compiler on this machine: eager functions
+                self.error = f"{type(e).__name__}: {e}"
+
+
+def select_attention_backend(device: str, log=print) -> dict[str, Any]:
+    """Time SDPA back-ends on a prefill and a decode attention shape; keep the fastest.
+
+    Candidates: cuDNN attention, FlashAttention-2 (PyTorch's flash kernel), memory-efficient.
+    vLLM runs FlashAttention (FA3 on Hopper); the fastest SDPA kernel present is the closest
+    stand-in. Returns ``{"backend": name or "default", "times_ms": {...}}``.
+    """
+    import torch
+
+    out: dict[str, Any] = {"backend": "default", "times_ms": {}}
+    if not device.startswith("cuda"):
+        return out
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:
+        return out
+    f = torch.nn.functional
+    q = torch.randn(1, 32, 4096, 128, device=device, dtype=torch.bfloat16)
+    k = torch.randn(1, 8, 4096, 128, device=device, dtype=torch.bfloat16)
+    qd = torch.randn(64, 8, 4, 128, device=device, dtype=torch.bfloat16)
+    kd = torch.randn(64, 8, 2048, 128, device=device, dtype=torch.bfloat16)
+    best = None
+    for nm in ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION"):
+        be = getattr(SDPBackend, nm, None)
+        if be is None:
+            continue
+        try:
+            with sdpa_kernel([be]):
+                def run(be=be) -> None:
+                    f.scaled_dot_product_attention(q, k, k, is_causal=True, enable_gqa=True)
+                    f.scaled_dot_product_attention(qd, kd, kd)
+                for _ in range(3):
+                    run()
+                torch.cuda.synchronize()
+                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                e0.record()
+                for _ in range(10):
+                    run()
+                e1.record()
+                e1.synchronize()
+                ms = e0.elapsed_time(e1) / 10
+        except Exception as e:  # back-end unsupported for these shapes
+            out["times_ms"][nm] = f"unavailable: {type(e).__name__}"
+            continue
+        out["times_ms"][nm] = round(ms, 4)
+        if best is None or ms < best[0]:
+            best = (ms, nm)
+    if best is not None:
+        out["backend"] = best[1]
+    log(f"attention back-ends (prefill 4096 + decode 64x2048, ms): {out['times_ms']} -> "
+        f"{out['backend']}")
+    return out
 
 
 class Decoder:
     """Llama-architecture decoder with random weights, static-shape step functions."""
 
     def __init__(self, shape: ModelShape, device: str, dtype: Any, max_positions: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, kernels: str = "plain") -> None:
         import torch
 
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
         self.torch = torch
         self.shape, self.device, self.dtype = shape, device, dtype
+        self.kernels = kernels
+        self.fused_ops = FusedOps(torch, compile_ops=kernels == "fused") \
+            if kernels == "fused" else None
         g = torch.Generator(device=device).manual_seed(seed)
         s, std = shape, 0.02
 
@@ -180,14 +294,26 @@ class Decoder:
         npre = bp * p
         hq, hk, hd = s.num_attention_heads, s.num_kv_heads, s.head_dim
         x = self.embed[tokens]
+        fo = self.fused_ops
+        if fo is not None:
+            cos_p, sin_p = self.cos[pos], self.sin[pos]
+        res = None  # pending residual branch (fused add + RMSNorm, as vLLM's layers do)
         for li, lw in enumerate(self.layers):
-            hdn = self._rms(x, lw["ln1"])
+            if fo is None:
+                hdn = self._rms(x, lw["ln1"])
+            elif res is None:
+                hdn = fo.rms(x, lw["ln1"])
+            else:
+                x, hdn = fo.add_rms(x, res, lw["ln1"])
             qkv = hdn @ lw["wqkv"]
             n = qkv.shape[0]
             q = qkv[:, :hq * hd].view(n, hq, hd)
             k = qkv[:, hq * hd:(hq + hk) * hd].view(n, hk, hd)
             v = qkv[:, (hq + hk) * hd:].reshape(n, hk, hd)
-            q, k = self._rope(q, pos), self._rope(k, pos)
+            if fo is None:
+                q, k = self._rope(q, pos), self._rope(k, pos)
+            else:
+                q, k = fo.rope(q, k, cos_p, sin_p)
             outs = []
             if npre:
                 outs.append(self._attn_prefill(q[:npre], k[:npre], v[:npre], bp, p))
@@ -196,11 +322,17 @@ class Decoder:
                 kc, vc = caches[li]
                 outs.append(self._attn_decode(q[npre:], k[npre:], v[npre:], kc, vc, c))
             a = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
-            x = x + a @ lw["wo"]
-            hdn = self._rms(x, lw["ln2"])
-            gu = hdn @ lw["wgu"]
-            gate, up = gu.chunk(2, -1)
-            x = x + (torch.nn.functional.silu(gate) * up) @ lw["wd"]
+            if fo is None:
+                x = x + a @ lw["wo"]
+                hdn = self._rms(x, lw["ln2"])
+                gu = hdn @ lw["wgu"]
+                gate, up = gu.chunk(2, -1)
+                x = x + (torch.nn.functional.silu(gate) * up) @ lw["wd"]
+            else:
+                x, hdn = fo.add_rms(x, a @ lw["wo"], lw["ln2"])
+                res = fo.silu_mul(hdn @ lw["wgu"]) @ lw["wd"]
+        if fo is not None and res is not None:
+            x = x + res
         last = []
         if npre:
             last.append(torch.arange(p - 1, npre, p, device=x.device))
@@ -330,7 +462,8 @@ def _timer(device: str, use_graphs: bool):
 
 def profile_model(shape: ModelShape, grid: SweepGrid, *, device: str, dtype_name: str,
                   gpu: str, use_graphs: bool, kv_budget_bytes: float, time_budget_s: float,
-                  power: PowerSampler | None = None, log=print) -> list[dict[str, Any]]:
+                  power: PowerSampler | None = None, log=print,
+                  kernels: str = "plain") -> list[dict[str, Any]]:
     """Measure every grid point that fits; return CSV rows (dicts)."""
     import torch
 
@@ -338,7 +471,7 @@ def profile_model(shape: ModelShape, grid: SweepGrid, *, device: str, dtype_name
     max_ctx = max([*grid.decode_contexts, *grid.prefill_lengths,
                    *[m[2] for m in grid.mixed], *[m[0] for m in grid.mixed]]) + 8
     t_start = time.time()
-    dec = Decoder(shape, device, dtype, max_positions=max_ctx)
+    dec = Decoder(shape, device, dtype, max_positions=max_ctx, kernels=kernels)
     kvb = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * (
         torch.finfo(dtype).bits // 8)
     need = [b * c for b in grid.decode_batches for c in grid.decode_contexts]
@@ -466,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="KV pool size; default: free memory minus weights minus 6 GB")
     ap.add_argument("--time-budget-s", type=float, default=150.0, help="per model")
     ap.add_argument("--no-power", action="store_true")
+    ap.add_argument("--kernels", default="plain", choices=KERNELS,
+                    help="plain: issue-3 engine; fused: compiled add+RMSNorm, RoPE, SiLU-mul "
+                         "and the fastest SDPA attention back-end (vLLM-like)")
     args = ap.parse_args(argv)
 
     import torch
@@ -489,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             argv if argv is not None else sys.argv[1:]),
         "dtype": args.dtype, "cuda_graphs": not args.no_graphs and device.startswith("cuda"),
         "idle_power_w": idle, "power_query": power.query if power is not None else "",
-        "models": {}}
+        "kernels": args.kernels, "models": {}}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)
         meta["total_memory_bytes"] = props.total_memory
@@ -504,34 +640,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"copy bandwidth: {meta.get('h2d_bytes_per_s', 0) / 1e9:.1f} GB/s H2D, "
               f"{meta.get('d2h_bytes_per_s', 0) / 1e9:.1f} GB/s D2H; idle power {idle:.0f} W",
               flush=True)
+    import contextlib
+
+    attn_ctx: Any = contextlib.nullcontext()
+    if args.kernels == "fused":
+        sel = select_attention_backend(device)
+        meta["attention_backend"] = sel
+        if sel["backend"] != "default":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            attn_ctx = sdpa_kernel([getattr(SDPBackend, sel["backend"])])
     try:
-        for m in args.models:
-            shape = TINY if m == "tiny" else MODEL_SHAPES[m]
-            if args.kv_budget_gb is not None:
-                budget = args.kv_budget_gb * 1e9
-            elif device.startswith("cuda"):
-                gc.collect()
-                torch.cuda.empty_cache()
-                free, _ = torch.cuda.mem_get_info()
-                budget = free - shape.params * 2 - 6e9
-            else:
-                budget = 2e9
-            rows = profile_model(shape, grid, device=device, dtype_name=args.dtype, gpu=gpu,
-                                 use_graphs=not args.no_graphs, kv_budget_bytes=budget,
-                                 time_budget_s=args.time_budget_s, power=power,
-                                 log=lambda s: print(s, flush=True))
-            path = os.path.join(args.out, gpu, f"{shape.name}.csv")
-            write_csv(rows, path)
-            meta["models"][shape.name] = {"rows": len(rows), "csv": os.path.basename(path),
-                                          "kv_bytes_per_token": kv_bytes_per_token(shape)}
-            print(f"wrote {path} ({len(rows)} rows)", flush=True)
-            os.makedirs(os.path.join(args.out, gpu), exist_ok=True)
-            with open(os.path.join(args.out, gpu, "provenance.json"), "w") as f:
-                json.dump(meta, f, indent=1, default=str)
+        with attn_ctx:
+            _run_models(args, device, gpu, grid, power, meta)
     finally:
         if power is not None:
             power.stop()
     return 0
+
+
+def _run_models(args: Any, device: str, gpu: str, grid: SweepGrid, power: Any,
+                meta: dict[str, Any]) -> None:
+    import torch
+
+    for m in args.models:
+        shape = TINY if m == "tiny" else MODEL_SHAPES[m]
+        if args.kv_budget_gb is not None:
+            budget = args.kv_budget_gb * 1e9
+        elif device.startswith("cuda"):
+            gc.collect()
+            torch.cuda.empty_cache()
+            free, _ = torch.cuda.mem_get_info()
+            budget = free - shape.params * 2 - 6e9
+        else:
+            budget = 2e9
+        rows = profile_model(shape, grid, device=device, dtype_name=args.dtype, gpu=gpu,
+                             use_graphs=not args.no_graphs, kv_budget_bytes=budget,
+                             time_budget_s=args.time_budget_s, power=power,
+                             log=lambda s: print(s, flush=True), kernels=args.kernels)
+        path = os.path.join(args.out, gpu, f"{shape.name}.csv")
+        write_csv(rows, path)
+        meta["models"][shape.name] = {"rows": len(rows), "csv": os.path.basename(path),
+                                      "kv_bytes_per_token": kv_bytes_per_token(shape)}
+        print(f"wrote {path} ({len(rows)} rows)", flush=True)
+        os.makedirs(os.path.join(args.out, gpu), exist_ok=True)
+        with open(os.path.join(args.out, gpu, "provenance.json"), "w") as f:
+            json.dump(meta, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

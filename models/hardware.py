@@ -66,24 +66,28 @@ _NV_H200 = "NVIDIA H200 Tensor Core GPU datasheet (SXM), 2024"
 _NV_A100 = "NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB), 2021"
 _NV_ADA = "NVIDIA Ada Lovelace GPU architecture whitepaper v2.02, appendix tables"
 _NV_ORIN = "NVIDIA Jetson AGX Orin series datasheet / technical brief (64GB)"
+_NV_PRO = "NVIDIA RTX PRO 6000 Blackwell Server Edition datasheet, 2025"
 _TYPICAL_IDLE = "typical nvidia-smi idle reading (assumed, not measured by us)"
+_TORCH_TOTAL = "total device memory as torch reports it (cudaMemGetInfo)"
 
 GPUS: dict[str, GPU] = {
     g.key: g
     for g in (
-        GPU("h100", "NVIDIA H100 80GB HBM3 (SXM5)", 989.4e12, 3.35e12, 81559 * _MIB, 70.0, 700.0,
+        GPU("h100", "NVIDIA H100 80GB HBM3 (SXM5)", 989.4e12, 3.35e12, 85_017_493_504, 70.0, 700.0,
             64e9, {
                 "peak_bf16_flops_per_s": _NV_H100 + ": 1,979 TFLOPS bf16 with sparsity / 2",
                 "memory_bandwidth_bytes_per_s": _NV_H100 + ": 3.35 TB/s",
-                "memory_bytes": "nvidia-smi on our device machine: 81559 MiB",
+                "memory_bytes": _TORCH_TOTAL + " on our H100 (profiles/h100/provenance.json; "
+                "nvidia-smi: 81559 MiB)",
                 "idle_power_w": _TYPICAL_IDLE + "; refitted from our NVML samples in power.py",
                 "max_power_w": _NV_H100 + ": up to 700 W",
                 "host_bandwidth_bytes_per_s": "PCIe Gen5 x16: 64 GB/s per direction"}),
-        GPU("h200", "NVIDIA H200 141GB HBM3e (SXM)", 989.4e12, 4.8e12, 143771 * _MIB, 75.0, 700.0,
-            64e9, {
+        GPU("h200", "NVIDIA H200 141GB HBM3e (SXM)", 989.4e12, 4.8e12, 150_109_880_320, 75.0,
+            700.0, 64e9, {
                 "peak_bf16_flops_per_s": _NV_H200 + ": 1,979 TFLOPS bf16 with sparsity / 2",
                 "memory_bandwidth_bytes_per_s": _NV_H200 + ": 4.8 TB/s",
-                "memory_bytes": "nvidia-smi on the workplace H200 (KINDS.md): 143771 MiB",
+                "memory_bytes": _TORCH_TOTAL + " on our H200 (profiles/h200/provenance.json; "
+                "nvidia-smi: 143771 MiB)",
                 "idle_power_w": _TYPICAL_IDLE,
                 "max_power_w": _NV_H200 + ": up to 700 W",
                 "host_bandwidth_bytes_per_s": "PCIe Gen5 x16: 64 GB/s per direction"}),
@@ -95,14 +99,26 @@ GPUS: dict[str, GPU] = {
                 "idle_power_w": _TYPICAL_IDLE,
                 "max_power_w": _NV_A100 + ": 400 W",
                 "host_bandwidth_bytes_per_s": "PCIe Gen4 x16: 32 GB/s per direction"}),
-        GPU("rtx4090", "NVIDIA GeForce RTX 4090", 165.2e12, 1.008e12, 24564 * _MIB, 20.0, 450.0,
-            32e9, {
+        GPU("rtx4090", "NVIDIA GeForce RTX 4090", 165.2e12, 1.008e12, 25_250_627_584, 20.0,
+            450.0, 32e9, {
                 "peak_bf16_flops_per_s": _NV_ADA + ": 165.2 TFLOPS FP16/BF16 tensor, FP32 acc",
                 "memory_bandwidth_bytes_per_s": _NV_ADA + ": 1,008 GB/s",
-                "memory_bytes": _NV_ADA + ": 24 GB GDDR6X (24564 MiB)",
+                "memory_bytes": _TORCH_TOTAL + " in the vLLM 0.19 RTX 4090 run's vllm_meta.json "
+                "(device_total_memory_bytes; nvidia-smi: 24564 MiB)",
                 "idle_power_w": _TYPICAL_IDLE,
                 "max_power_w": _NV_ADA + ": 450 W TGP",
                 "host_bandwidth_bytes_per_s": "PCIe Gen4 x16: 32 GB/s per direction"}),
+        GPU("rtxpro6000", "NVIDIA RTX PRO 6000 Blackwell Server Edition", 500e12, 1.597e12,
+            97_887 * _MIB, 30.0, 600.0, 64e9, {
+                "peak_bf16_flops_per_s": _NV_PRO + ": 4,000 AI TOPS (FP4, sparse) -> 500 TFLOPS "
+                "dense FP16/BF16 (derived: /2 sparsity, /4 FP4->FP16)",
+                "memory_bandwidth_bytes_per_s": "LLMServingSim RTXPRO6000 cluster config "
+                "(mem_bw 1597 GB/s, Server Edition)",
+                "memory_bytes": "96 GB GDDR7; 97887 MiB is the typical nvidia-smi figure "
+                "(assumed: torch's total for this card is not published)",
+                "idle_power_w": _TYPICAL_IDLE,
+                "max_power_w": _NV_PRO + ": up to 600 W",
+                "host_bandwidth_bytes_per_s": "PCIe Gen5 x16: 64 GB/s per direction"}),
         GPU("rtx4060ti", "NVIDIA GeForce RTX 4060 Ti 16GB", 22.06e12, 288e9, 16380 * _MIB, 7.0,
             165.0, 16e9, {
                 "peak_bf16_flops_per_s": _NV_ADA + ": 22.06 TFLOPS FP16 tensor, FP32 acc "

@@ -1,16 +1,30 @@
 """Roofline step-time model with efficiency factors fitted on measured GPUs and transferred.
 
-For a batch with ``N = P + B`` tokens (``P`` prefill, ``B`` decodes), per step::
+For a batch with ``N = P + B`` tokens (``P`` prefill, ``B`` decodes) and ``S`` sequences that
+produce logits (prefill chunks + decodes), per step and per GPU of a ``t``-way tensor-parallel
+group::
 
-    T_lin  = max(W / (eta_mem * BW),  2 * params * N / (eta_flops * FLOPS))   # weights / GEMMs
-    T_kv   = (C_dec + C_pre) * kv_bytes_per_token / (eta_mem * BW)            # KV reads
-    T_attn = Q * 4 * layers * heads * head_dim / (eta_flops * FLOPS)          # QK^T, AV FLOPs
-    T      = overhead_s + per_seq_s * B + T_lin + T_kv + T_attn
+    W      = bytes/param * (dense layer params + L * E_read(N) * expert params + V*h)  # read once
+    F      = 2 * active layer params * N + 2 * V*h * S                  # GEMM FLOPs (LM head on S)
+    T_lin  = max(W / (eta_mem * BW * t),  F / (eta_flops * FLOPS * t))
+    T_kv   = (C_dec + C_pre) * kv_bytes_per_token / (eta_mem * BW * t)   # KV reads
+    T_attn = Q * 4 * layers * heads * head_dim / (eta_flops * FLOPS * t) # QK^T, AV FLOPs
+    T      = overhead_s + per_seq_s * B + T_lin + T_kv + T_attn + T_allreduce
 
-with ``W`` the weight bytes, ``C`` the attended context tokens and ``Q`` the prefill
-token-pair count (as in :mod:`slo_opt.models.linear`). ``eta_mem, eta_flops, overhead_s,
-per_seq_s`` are fitted per measured (GPU, model) by :func:`fit_roofline`; other GPUs use the
-mean efficiencies of our measured profiles (:func:`transferred_efficiencies`).
+with ``C`` the attended context tokens, ``Q`` the prefill token-pair count (as in
+:mod:`slo_opt.models.linear`), ``V*h`` the LM head, and for a mixture-of-experts model
+``E_read(N)`` the expected distinct experts per layer that ``N`` tokens activate under uniform
+top-k routing (:meth:`~slo_opt.models.kv.ModelShape.experts_read`: ``k`` at one token, all
+``E`` for large batches) while the FLOPs count only the ``k`` active experts per token.
+``T_allreduce`` (``t > 1``): two ring all-reduces of the ``N x h`` activations per layer,
+``2 (t-1)/t`` of the bytes over the link plus a per-collective latency.
+
+``eta_mem, eta_flops, overhead_s, per_seq_s`` are fitted per measured (GPU, model) by
+:func:`fit_roofline`; other GPUs and models use the mean efficiencies and the mean overheads
+*per layer* of our measured profiles (:func:`transferred_efficiencies`). Deviation from the
+issue-3 roofline (noted in ``papers/engine-model.md``): the LM head is charged on the ``S``
+sequences that sample (not on every token), the embedding table is not read per step, and the
+expert terms above.
 """
 
 from __future__ import annotations
@@ -79,35 +93,66 @@ class RooflineEngineModel:
             raise ValueError(f"{self.name}: tensor_parallel >= 1 and a positive interconnect "
                              "bandwidth are required")
 
+    def _core(self, p: np.ndarray, b: np.ndarray, dctx: np.ndarray, ps: np.ndarray,
+              pctx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Vectorised ``(T_weights, T_gemm, T_kv, T_attn, T_allreduce)`` of batch-field arrays."""
+        sh = self.shape
+        tp = self.tensor_parallel
+        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s * tp
+        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s * tp
+        bpp = weight_bytes(sh) / sh.params
+        n = (p + b).astype(np.float64)
+        seqs = (ps + b).astype(np.float64)
+        layer_dense = float(sh.body_params - sh.num_layers * sh.num_experts * sh.expert_params)
+        read = layer_dense + float(sh.head_params)
+        if sh.is_moe:
+            e, k = sh.num_experts, sh.experts_per_token
+            experts = e * (1.0 - (1.0 - k / e) ** n)
+            tw = bpp * (read + sh.num_layers * experts * sh.expert_params) / bw
+        else:
+            tw = np.full(n.shape, bpp * read / bw)
+        tg = (2.0 * sh.active_body_params * n + 2.0 * sh.head_params * seqs) / fl
+        ctx = (dctx + pctx).astype(np.float64)
+        tkv = ctx * kv_bytes_per_token(sh) / bw
+        q = (p * pctx).astype(np.float64) / np.maximum(ps, 1)
+        ta = q * sh.attn_flops_per_token_pair / fl
+        if tp > 1:
+            nbytes = n * sh.hidden_size * 2
+            per = self.allreduce_latency_s + 2 * (tp - 1) / tp * nbytes / \
+                self.interconnect_bytes_per_s
+            tar = 2 * sh.num_layers * per
+        else:
+            tar = np.zeros(n.shape)
+        return tw, tg, tkv, ta, tar
+
     def components_s(self, batch: BatchShape) -> tuple[float, float, float, float]:
         """``(T_weights, T_gemm, T_kv, T_attn)``: the roofline terms before max/sum."""
-        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s * self.tensor_parallel
-        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s * self.tensor_parallel
-        n = batch.prefill_tokens + batch.decode_seqs
-        q = batch.prefill_tokens * batch.prefill_context_tokens / max(batch.prefill_seqs, 1)
-        kvb = kv_bytes_per_token(self.shape)
-        return (weight_bytes(self.shape) / bw, self.shape.flops_per_token * n / fl,
-                batch.context_tokens * kvb / bw, q * self.shape.attn_flops_per_token_pair / fl)
+        tw, tg, tkv, ta, _ = self._core(*_fields([batch]))
+        return float(tw[0]), float(tg[0]), float(tkv[0]), float(ta[0])
+
+    def batch_step_times_s(self, prefill_tokens: np.ndarray, decode_seqs: np.ndarray,
+                           decode_context_tokens: np.ndarray, prefill_seqs: np.ndarray,
+                           prefill_context_tokens: np.ndarray) -> np.ndarray:
+        """Step times of arrays of batch fields (0 for an empty step); one code path for the
+        scalar, decode and batch methods, so they agree bit for bit."""
+        p = np.asarray(prefill_tokens, dtype=np.int64)
+        b = np.asarray(decode_seqs, dtype=np.int64)
+        tw, tg, tkv, ta, tar = self._core(p, b, np.asarray(decode_context_tokens, np.int64),
+                                          np.asarray(prefill_seqs, np.int64),
+                                          np.asarray(prefill_context_tokens, np.int64))
+        t = self.overhead_s + self.per_seq_s * b.astype(np.float64) + np.maximum(tw, tg) \
+            + tkv + ta + tar
+        return np.where((p == 0) & (b == 0), 0.0, t)
 
     def step_time_s(self, batch: BatchShape) -> float:
         """Roofline step time (0 for an empty batch)."""
-        if batch.prefill_tokens == 0 and batch.decode_seqs == 0:
-            return 0.0
-        tw, tg, tkv, ta = self.components_s(batch)
-        t = self.overhead_s + self.per_seq_s * batch.decode_seqs + max(tw, tg) + tkv + ta
-        if self.tensor_parallel > 1:
-            t += self.allreduce_s(batch.prefill_tokens + batch.decode_seqs)
-        return t
+        return float(self.batch_step_times_s(*_fields([batch]))[0])
 
     def allreduce_s(self, num_tokens: int) -> float:
         """Tensor-parallel communication per step: two ring all-reduces of the activations
         (``num_tokens x hidden`` bf16) per layer, ``2 (t-1)/t`` of the bytes over the link."""
-        t = self.tensor_parallel
-        if t <= 1:
-            return 0.0
-        nbytes = num_tokens * self.shape.hidden_size * 2
-        per = self.allreduce_latency_s + 2 * (t - 1) / t * nbytes / self.interconnect_bytes_per_s
-        return 2 * self.shape.num_layers * per
+        z = np.zeros(1, np.int64)
+        return float(self._core(np.array([num_tokens]), z, z, z, z)[4][0])
 
     def utilization(self, batch: BatchShape) -> float:
         """Fraction of the step the roofline's binding resource is busy (for power)."""
@@ -119,60 +164,19 @@ class RooflineEngineModel:
 
     def decode_step_times_s(self, decode_seqs: int, decode_context_tokens: int,
                             num_steps: int) -> np.ndarray:
-        """Per-step pure-decode times (same floats as :meth:`step_time_s`, vectorised).
-
-        The terms are evaluated in the order of :meth:`step_time_s`, so each element is the
-        float that method returns (tested).
-        """
-        if decode_seqs <= 0 or self.tensor_parallel > 1:
-            return np.array([self.step_time_s(BatchShape(
-                decode_seqs=decode_seqs, decode_context_tokens=decode_context_tokens
-                + j * decode_seqs)) for j in range(num_steps)], dtype=float)
-        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s
-        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s
-        tw = weight_bytes(self.shape) / bw
-        tg = self.shape.flops_per_token * decode_seqs / fl
-        ta = 0 * self.shape.attn_flops_per_token_pair / fl
-        base = self.overhead_s + self.per_seq_s * decode_seqs + max(tw, tg)
-        ctx = decode_context_tokens + decode_seqs * np.arange(num_steps, dtype=np.int64)
-        tkv = ctx * kv_bytes_per_token(self.shape) / bw
-        return (base + tkv) + ta
+        """Per-step pure-decode times (the same floats as :meth:`step_time_s`)."""
+        if num_steps < 0:
+            raise ValueError("num_steps must be >= 0")
+        k = np.arange(num_steps, dtype=np.int64)
+        z = np.zeros(num_steps, dtype=np.int64)
+        return self.batch_step_times_s(z, np.full(num_steps, decode_seqs, np.int64),
+                                       decode_context_tokens + k * decode_seqs, z, z)
 
 
-    def batch_step_times_s(self, prefill_tokens: np.ndarray, decode_seqs: np.ndarray,
-                           decode_context_tokens: np.ndarray, prefill_seqs: np.ndarray,
-                           prefill_context_tokens: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`step_time_s` over arrays of batch fields, bit-identical per element.
-
-        Same floats as the scalar method: integer products stay exact integers (below 2**53)
-        before the one division, and the terms are added in the scalar method's order.
-        """
-        p = np.asarray(prefill_tokens, dtype=np.int64)
-        b = np.asarray(decode_seqs, dtype=np.int64)
-        tp = self.tensor_parallel
-        bw = self.eta_mem * self.gpu.memory_bandwidth_bytes_per_s * tp
-        fl = self.eta_flops * self.gpu.peak_bf16_flops_per_s * tp
-        n = p + b
-        q = (p * np.asarray(prefill_context_tokens, dtype=np.int64)).astype(np.float64)
-        q /= np.maximum(np.asarray(prefill_seqs, dtype=np.int64), 1)
-        ctx = np.asarray(decode_context_tokens, dtype=np.int64) + np.asarray(
-            prefill_context_tokens, dtype=np.int64)
-        tw = weight_bytes(self.shape) / bw
-        tg = _times(self.shape.flops_per_token, n) / fl
-        tkv = _times(kv_bytes_per_token(self.shape), ctx) / bw
-        ta = q * self.shape.attn_flops_per_token_pair / fl
-        t = self.per_seq_s * b.astype(np.float64)
-        t += self.overhead_s
-        t += np.maximum(tg, tw)
-        t += tkv
-        t += ta
-        if tp > 1:
-            nbytes = _times(self.shape.hidden_size, n) * 2
-            per = 2 * (tp - 1) / tp * nbytes.astype(np.float64) / self.interconnect_bytes_per_s
-            per += self.allreduce_latency_s
-            t += 2 * self.shape.num_layers * per
-        t[(p == 0) & (b == 0)] = 0.0
-        return t
+def _fields(batches: Sequence[BatchShape]) -> tuple[np.ndarray, ...]:
+    return tuple(np.array([getattr(x, k) for x in batches], dtype=np.int64) for k in (
+        "prefill_tokens", "decode_seqs", "decode_context_tokens", "prefill_seqs",
+        "prefill_context_tokens"))
 
 
 def _times(c: int | float, x: np.ndarray) -> np.ndarray:
