@@ -266,6 +266,35 @@ def build_from_llmservingsim(source: str | os.PathLike[str], *, name: str, num_l
     return eng, prov
 
 
+def _readme(name: str, model: str, prov: dict[str, Any]) -> str:
+    """The provenance in prose (written beside the profile)."""
+    m = prov["meta_yaml"]
+    gc = prov["graph_correction"]
+    off = prov["off_grid_interpolation_check"]
+    offs = (f"{off['rows']} off-grid attention rows predicted by interpolation: median "
+            f"{off['median_ape']} %, p90 {off['p90_ape']} %, max {off['max_ape']} % error"
+            if off.get("rows") else "no off-grid rows in this profile")
+    files = ", ".join(f"`{v['file']}` (sha256 {v['sha256'][:16]}...)"
+                      for v in prov["sources"].values())
+    return f"""# {name} — built from a public per-layer profile
+
+| | |
+|---|---|
+| engine | `LayerwiseEngineModel` (`models/layerwise.py`); tables in `{model}.layerwise.json` (µs) |
+| source | LLMServingSim (casys-kaist/LLMServingSim @ 5daddb21, MIT) layer profile, as copied to the shared traces: {files} |
+| measured on | {m.get('gpu')}, vLLM {m.get('vllm_version')}, CUDA {m.get('cuda_version')}, eager mode, profiled {m.get('profiled_at')} (their `meta.yaml`) |
+| built by | `{prov['built_by']}` |
+| built at (UTC) | {prov['built_at_utc']} |
+| CUDA-graph correction | {gc.get('graph_gap_us_used')} µs per layer on decode-only steps, {gc.get('mixed_gap_us_used')} µs on the others (`--mixed-gap {gc.get('mixed_gap')}`), from `{gc.get('file')}` ({gc.get('measured_on', 'measured on our GPU')}); steps up to {prov['graph_capture_sizes'][-1] if prov['graph_capture_sizes'] else 0} tokens padded to vLLM's capture sizes |
+| grid completion | {prov['grid_fill_counts']} (rules in `models/build_engine.py`) |
+| interpolation check | {offs} |
+
+Rebuild: the command above, from the repository root with the shared traces at
+`../shared/traces`. Licence of the source tables: MIT (LLMServingSim); the derived tables are
+distributed under the same terms, with this attribution. Full record: `{model}.provenance.json`.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from slo_opt.models.kv import get_shape
@@ -321,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             v["file"] = p[i:] if i >= 0 else os.path.basename(p)
     (out / f"{args.model}.layerwise.json").write_text(json.dumps(eng.to_json_dict()) + "\n")
     (out / f"{args.model}.provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
+    (out / "README.md").write_text(_readme(name, args.model, prov))
     print(f"wrote {out / (args.model + '.layerwise.json')} and provenance "
           f"(attention cells {prov['grid_fill_counts']}; off-grid check "
           f"{prov['off_grid_interpolation_check']})")

@@ -227,6 +227,7 @@ def get_engine(
     gpu_memory_utilization: float = 0.9,
     kv_block_tokens: int = 16,
     max_num_seqs: int | None = None,
+    tensor_parallel_size: int = 1,
 ) -> EngineModel:
     """Resolve a profile name to an engine model.
 
@@ -249,6 +250,12 @@ def get_engine(
     max_num_seqs : int, optional
         vLLM's sequence cap (sizes the profile run); default 1024 on >= 70 GiB GPUs (not
         A100), else 256.
+    tensor_parallel_size : int
+        GPUs per tensor-parallel group (vLLM's name). ``> 1`` needs ``kind="roofline"`` (our
+        profiles are single-GPU): weights, GEMMs and KV reads split over the group, two ring
+        all-reduces per layer over the GPU's interconnect
+        (:data:`slo_opt.models.roofline.INTERCONNECT_BYTES_PER_S`); the KV capacity is per GPU
+        with ``1/t`` of the weights (:func:`slo_opt.models.kv.kv_capacity_tokens`).
 
     Raises
     ------
@@ -256,6 +263,15 @@ def get_engine(
         Unknown name or kind (the message lists the valid ones), or a kind the source lacks.
     """
     canon, gpu_key, model_key = _split(name)
+    if not isinstance(tensor_parallel_size, int) or isinstance(tensor_parallel_size, bool) \
+            or tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size must be an integer >= 1, got "
+                         f"{tensor_parallel_size!r}")
+    if tensor_parallel_size > 1 and kind not in (None, "roofline"):
+        raise ValueError(f"{canon}: tensor_parallel_size > 1 needs kind='roofline' (the "
+                         f"{kind!r} model comes from a single-GPU profile)")
+    if tensor_parallel_size > 1:
+        kind = "roofline"
     if kind is None:
         kind = "table" if canon in PUBLISHED_TABLES or _built_json(canon) is not None \
             else "linear"
@@ -273,7 +289,8 @@ def get_engine(
         kv_capacity_tokens = _cap(gpu.memory_bytes, shape, gpu_memory_utilization,
                                   block_tokens=kv_block_tokens,
                                   max_num_batched_tokens=max_batch_tokens,
-                                  max_num_seqs=max_num_seqs)
+                                  max_num_seqs=max_num_seqs,
+                                  tensor_parallel_size=tensor_parallel_size)
     elif kv_capacity_tokens < kv_block_tokens:
         raise ValueError("kv_capacity_tokens must be >= kv_block_tokens")
     else:
@@ -281,6 +298,12 @@ def get_engine(
     host_bw = float(_measured_meta(canon).get("h2d_bytes_per_s",
                                               gpu.host_bandwidth_bytes_per_s))
     base = _base_engine(canon, kind)
+    if tensor_parallel_size > 1:
+        from slo_opt.models.roofline import interconnect_bytes_per_s
+
+        base = dataclasses.replace(
+            base, tensor_parallel=tensor_parallel_size,
+            interconnect_bytes_per_s=interconnect_bytes_per_s(gpu_key))
     return dataclasses.replace(
         base, kv_capacity_tokens=int(kv_capacity_tokens), kv_block_tokens=kv_block_tokens,
         max_batch_tokens=int(max_batch_tokens), kv_bytes_per_token=kv_bytes_per_token(shape),

@@ -229,6 +229,7 @@ def kv_capacity_tokens(
     max_num_seqs: int = 256,
     peak_activation_bytes: float | None = None,
     non_torch_bytes: float = 0.0,
+    tensor_parallel_size: int = 1,
 ) -> int:
     """KV capacity in tokens as vLLM sizes it (module docstring), whole blocks.
 
@@ -248,6 +249,11 @@ def kv_capacity_tokens(
         Measured profile-run peak; default :func:`profile_run_peak_bytes`.
     non_torch_bytes : float
         Growth of non-torch device memory during start-up (0: none measured).
+    tensor_parallel_size : int
+        GPUs of one tensor-parallel group: each holds ``1/t`` of the weights and
+        ``max(1, kv_heads / t)`` KV heads (vLLM replicates KV heads when ``t`` exceeds them);
+        the profile-run peak is kept whole (the sampler sees the full vocabulary).
+        ``gpu_memory_bytes`` is per GPU.
 
     Returns
     -------
@@ -263,9 +269,14 @@ def kv_capacity_tokens(
         raise ValueError(f"block_tokens must be >= 1, got {block_tokens}")
     peak = profile_run_peak_bytes(shape, max_num_batched_tokens, max_num_seqs) \
         if peak_activation_bytes is None else peak_activation_bytes
+    t = int(tensor_parallel_size)
+    if t < 1:
+        raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+    heads = max(1, shape.num_kv_heads // t) if shape.num_kv_heads >= t else 1
+    per_token = kv_bytes_per_token(shape) * heads // shape.num_kv_heads
     try:
-        blocks = vllm_kv_blocks(gpu_memory_bytes, utilization, loaded_weight_bytes(shape),
-                                peak, non_torch_bytes, block_tokens * kv_bytes_per_token(shape))
+        blocks = vllm_kv_blocks(gpu_memory_bytes, utilization, loaded_weight_bytes(shape) / t,
+                                peak, non_torch_bytes, block_tokens * per_token)
     except ValueError as e:
         raise ValueError(f"{shape.name}: {e}") from None
     return blocks * block_tokens

@@ -123,6 +123,11 @@ class LayerwiseEngineModel:
         Per-layer seconds added to the other steps (kernels launched one by one or piecewise).
     step_overhead_s : float
         Seconds added once per step (host work the engine does not overlap).
+    warmup_s : float
+        Seconds a freshly started engine is busy before its first step can start (start-up
+        work the first request pays). Not part of :meth:`step_time_s` (the model is
+        stateless); callers that model start-up delay the first step by it
+        (``benchmarks/fidelity_runs.py``). 0 in the shipped profiles (see the paper).
     kv_capacity_tokens, kv_block_tokens, max_batch_tokens, kv_bytes_per_token,
     host_bandwidth_bytes_per_s
         The :class:`~slo_opt.engine.EngineModel` attributes.
@@ -150,6 +155,7 @@ class LayerwiseEngineModel:
     graph_gap_s: float = 0.0
     eager_gap_s: float = 0.0
     step_overhead_s: float = 0.0
+    warmup_s: float = 0.0
     kv_capacity_tokens: int = 16384
     kv_block_tokens: int = 16
     max_batch_tokens: int = 8192
@@ -186,6 +192,8 @@ class LayerwiseEngineModel:
             raise ValueError("kv_capacity_tokens must be a positive multiple of kv_block_tokens")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be >= 1")
+        if not (np.isfinite(self.warmup_s) and self.warmup_s >= 0):
+            raise ValueError(f"{self.name}: warmup_s must be finite and >= 0")
 
     # -- pieces ----------------------------------------------------------------------------
     def padded_tokens(self, num_tokens: np.ndarray) -> np.ndarray:
@@ -284,6 +292,7 @@ class LayerwiseEngineModel:
             "graph_gap_us": round(self.graph_gap_s * us, 4),
             "eager_gap_us": round(self.eager_gap_s * us, 4),
             "step_overhead_us": round(self.step_overhead_s * us, 4),
+            "warmup_us": round(self.warmup_s * us, 4),
         }
 
     @classmethod
@@ -308,6 +317,7 @@ class LayerwiseEngineModel:
             graph_gap_s=float(d.get("graph_gap_us", 0.0)) * us,
             eager_gap_s=float(d.get("eager_gap_us", 0.0)) * us,
             step_overhead_s=float(d.get("step_overhead_us", 0.0)) * us,
+            warmup_s=float(d.get("warmup_us", 0.0)) * us,
             **kw)
 
 

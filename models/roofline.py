@@ -49,14 +49,26 @@ from slo_opt.models.table import ProfileRow
 
 __all__ = [
     "DEFAULT_EFFICIENCIES",
+    "INTERCONNECT_BYTES_PER_S",
     "RooflineEngineModel",
     "fit_roofline",
+    "interconnect_bytes_per_s",
     "mean_efficiencies",
     "prefill_s_per_token",
     "roofline_from_efficiencies",
     "transferred_efficiencies",
     "transferred_roofline",
 ]
+
+INTERCONNECT_BYTES_PER_S: dict[str, float] = {"a100": 300e9, "h100": 450e9, "h200": 450e9}
+"""GPU-to-GPU bandwidth per direction (NVLink: NVIDIA A100 / H100 / H200 SXM datasheets,
+600 / 900 / 900 GB/s total); GPUs not listed use their host (PCIe) bandwidth."""
+
+
+def interconnect_bytes_per_s(gpu_key: str) -> float:
+    """Per-direction bandwidth of a tensor-parallel group's links (see the constant)."""
+    return INTERCONNECT_BYTES_PER_S.get(gpu_key, get_gpu(gpu_key).host_bandwidth_bytes_per_s)
+
 
 DEFAULT_EFFICIENCIES = {"eta_mem": 0.8, "eta_flops": 0.6, "overhead_s": 1.0e-3,
                         "per_seq_s": 5e-6}
