@@ -21,7 +21,9 @@ Tables (``<traces>/calibration_profiles``), compared at the level they measure:
 * kernel level: aiconfigurator's vLLM GEMM tables (H100 vLLM 0.24, A100 vLLM 0.14; bf16,
   every (m, n, k) row) and attention tables (context and generation attention, bf16 KV), and
   Vidur's legacy A100 attention table (Llama-2-70B TP2), against the roofline of that kernel
-  alone (``max(bytes / (eta_m BW), flops / (eta_f F))``, no step overhead).
+  alone (``max(bytes / (eta_m BW), flops / (eta_f F))``), without and with a per-kernel
+  latency floor: the transferred per-layer overhead divided by the kernels per layer of our
+  fused engine (``h200/calibration.json``), both measured quantities.
 
 Errors are median / p90 absolute percentage errors; where the roofline misses, the table says
 so (no refit hides it).
@@ -205,21 +207,37 @@ def layer_linear_s(eff: dict[str, float], gpu: GPU, model: str, tokens: int) -> 
     return max(w, f) + eff["overhead_per_layer_s"]
 
 
-def kernel_gemm_s(eff: dict[str, float], gpu: GPU, m: int, n: int, k: int) -> float:
-    """Roofline of one bf16 GEMM ``(m x k) @ (k x n)``."""
+def kernels_per_layer() -> float:
+    """Kernels per decoder layer of our fused engine (``h200/calibration.json``, median)."""
+    from slo_opt.models.catalog import profiles_dir
+
+    c = json.loads((profiles_dir() / "h200" / "calibration.json").read_text())
+    k = sorted(p["kernels"] for p in c["graph_gap_points"])
+    return k[len(k) // 2] / 32.0  # Llama-3.1-8B: 32 layers
+
+
+def kernel_floor_s(eff: dict[str, float], per_layer: float) -> float:
+    """Per-kernel latency floor: the transferred per-layer overhead over the kernels per layer."""
+    return eff["overhead_per_layer_s"] / per_layer if per_layer > 0 else 0.0
+
+
+def kernel_gemm_s(eff: dict[str, float], gpu: GPU, m: int, n: int, k: int,
+                  floor_s: float = 0.0) -> float:
+    """Roofline of one bf16 GEMM ``(m x k) @ (k x n)`` (plus an optional latency floor)."""
     by = 2.0 * (m * k + k * n + m * n)
-    return max(by / (eff["eta_mem"] * gpu.memory_bandwidth_bytes_per_s),
-               2.0 * m * n * k / (eff["eta_flops"] * gpu.peak_bf16_flops_per_s))
+    return floor_s + max(by / (eff["eta_mem"] * gpu.memory_bandwidth_bytes_per_s),
+                         2.0 * m * n * k / (eff["eta_flops"] * gpu.peak_bf16_flops_per_s))
 
 
 def kernel_attention_s(eff: dict[str, float], gpu: GPU, batch: int, q_len: int, kv_len: int,
-                       heads: int, kv_heads: int, head_dim: int, causal: bool) -> float:
-    """Roofline of one attention kernel: KV read (bf16) vs QK^T + AV FLOPs."""
+                       heads: int, kv_heads: int, head_dim: int, causal: bool,
+                       floor_s: float = 0.0) -> float:
+    """Roofline of one attention kernel: KV read (bf16) vs QK^T + AV FLOPs (+ floor)."""
     pairs = q_len * (kv_len - q_len / 2.0) if causal else q_len * kv_len
     flops = 4.0 * batch * heads * head_dim * pairs
     by = 2.0 * batch * head_dim * (2 * kv_heads * kv_len + 2 * heads * q_len)
-    return max(by / (eff["eta_mem"] * gpu.memory_bandwidth_bytes_per_s),
-               flops / (eff["eta_flops"] * gpu.peak_bf16_flops_per_s))
+    return floor_s + max(by / (eff["eta_mem"] * gpu.memory_bandwidth_bytes_per_s),
+                         flops / (eff["eta_flops"] * gpu.peak_bf16_flops_per_s))
 
 
 def aiconfigurator_kernels(traces: Path, folder: str) -> dict[str, list[tuple[Any, float]]]:
@@ -330,16 +348,22 @@ def evaluate(traces: Path) -> dict[str, Any]:
             for g, folder in (("h100", "h100_sxm_vllm_0.24.0"), ("a100", "a100_sxm_vllm_0.14.0"))
             for kind, rows in aiconfigurator_kernels(traces, folder).items()}
     kern["vidur_legacy_a100_attention_llama-2-70b_tp2"] = ("a100", vidur_legacy_attention(traces))
+    kpl = kernels_per_layer()
+    res["kernels_per_layer"] = kpl
     for key, (g, rows) in kern.items():
         entry = {"level": "kernel", "gpu": g, "rows": len(rows)}
         for cname, effs in calsets.items():
             eff = effs(g)
-            if key.endswith("gemm"):
-                pred = [kernel_gemm_s(eff, _gpu(g), *k) for k, _ in rows]
-            else:
-                pred = [kernel_attention_s(eff, _gpu(g), *k) for k, _ in rows]
-            meas = [t for _, t in rows]
-            entry[cname] = {"all": {**_ape(meas, pred), "median_signed_pct": _signed(meas, pred)}}
+            for tag, floor in (("", 0.0), ("_with_floor", kernel_floor_s(eff, kpl))):
+                if key.endswith("gemm"):
+                    pred = [kernel_gemm_s(eff, _gpu(g), *k, floor_s=floor) for k, _ in rows]
+                else:
+                    pred = [kernel_attention_s(eff, _gpu(g), *k, floor_s=floor)
+                            for k, _ in rows]
+                meas = [t for _, t in rows]
+                entry[cname + tag] = {"all": {**_ape(meas, pred),
+                                              "median_signed_pct": _signed(meas, pred)},
+                                      "floor_s": floor}
         res["tables"][key] = entry
     return res
 
@@ -347,11 +371,12 @@ def evaluate(traces: Path) -> dict[str, Any]:
 def print_table(res: dict[str, Any]) -> None:
     """Markdown table: median / p90 APE and median signed error per table."""
     print("| table | level | rows | all measured: med / p90 APE (signed med) | "
-          "H200 fused only: med / p90 APE (signed med) |")
-    print("|---|---|---|---|---|")
+          "H200 fused only | kernel floor, all measured | kernel floor, H200 fused |")
+    print("|---|---|---|---|---|---|---|")
     for key, e in res["tables"].items():
         cells = []
-        for c in ("all_measured", "h200_fused"):
+        for c in ("all_measured", "h200_fused", "all_measured_with_floor",
+                  "h200_fused_with_floor"):
             a = e.get(c, {}).get("all")
             if a is None:
                 cells.append("-")
@@ -361,7 +386,7 @@ def print_table(res: dict[str, Any]) -> None:
                 sg = next((v.get("median_signed_pct") for k, v in e[c].items()
                            if k != "all"), float("nan"))
             cells.append(f"{a['median_ape']:.1f} / {a['p90_ape']:.1f} ({sg:+.1f})")
-        print(f"| {key} | {e['level']} | {e['rows']} | {cells[0]} | {cells[1]} |")
+        print(f"| {key} | {e['level']} | {e['rows']} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
