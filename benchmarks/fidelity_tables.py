@@ -368,6 +368,40 @@ def evaluate(traces: Path) -> dict[str, Any]:
     return res
 
 
+def builder_check() -> dict[str, Any]:
+    """The builder on our own GPU: an engine built from our H200 per-layer tables
+    (``models/profiles/h200/layers/llama-3.1-8b``, ``models/layer_profile.py``) against our
+    whole-step H200 measurements of the same fused decoder (``h200/llama-3.1-8b.csv``)."""
+    import tempfile
+
+    from slo_opt.models.build_engine import main as build
+    from slo_opt.models.catalog import profiles_dir
+    from slo_opt.models.layerwise import load_layerwise
+    from slo_opt.models.table import read_profile_csv
+
+    src = profiles_dir() / "h200" / "layers" / "llama-3.1-8b"
+    if not (src / "tp1" / "dense.csv").is_file():
+        return {"error": f"no layer tables at {src}"}
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        build(["--source", str(src), "--gpu", "h200", "--model", "llama-3.1-8b",
+               "--graph-correction", str(profiles_dir() / "h200" / "calibration.json"),
+               "--out", tmp])
+        eng = load_layerwise(Path(tmp) / "llama-3.1-8b.layerwise.json")
+    rows = read_profile_csv(profiles_dir() / "h200" / "llama-3.1-8b.csv")
+    for label, e in (("built (graph gap)", eng),
+                     ("kernel sum only", dataclasses.replace(
+                         eng, graph_capture_sizes=(), graph_gap_s=0.0, eager_gap_s=0.0))):
+        ph = {}
+        for phase in ("decode", "prefill", "mixed"):
+            sel = [r for r in rows if r.phase == phase]
+            meas = [r.latency_s for r in sel]
+            pred = [e.step_time_s(r.shape) for r in sel]
+            ph[phase] = {**_ape(meas, pred), "median_signed_pct": _signed(meas, pred)}
+        out[label] = ph
+    return out
+
+
 def print_table(res: dict[str, Any]) -> None:
     """Markdown table: median / p90 APE and median signed error per table."""
     print("| table | level | rows | all measured: med / p90 APE (signed med) | "
@@ -396,10 +430,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
     res = evaluate(Path(args.traces))
+    res["builder_check_h200"] = builder_check()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fidelity_tables.json").write_text(json.dumps(res, indent=1) + "\n")
     print_table(res)
+    for label, ph in res["builder_check_h200"].items():
+        if isinstance(ph, dict):
+            print(f"builder on our H200 ({label}): " + ", ".join(
+                f"{k} {v['median_ape']:.1f} / {v['p90_ape']:.1f} ({v['median_signed_pct']:+.1f})"
+                for k, v in ph.items()))
     print("wrote", out / "fidelity_tables.json")
     return 0
 
