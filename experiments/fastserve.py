@@ -24,6 +24,14 @@ import numpy as np
 
 from slo_opt.runrecord import write_config, write_rows_csv
 
+try:
+    from experiments._common import CHECKS, Progress, simulate_checked
+except ImportError:  # run as a script or through ``slo-opt reproduce``
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from experiments._common import CHECKS, Progress, simulate_checked
+
 __all__ = ["main", "run"]
 
 
@@ -41,12 +49,14 @@ def _workload(kind: str, n: int, rate: float, rng: np.random.Generator) -> Any:
     return Workload.from_arrays(np.cumsum(rng.exponential(1 / rate, n)), p, o, name=kind)
 
 
-def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flat rows: one per (lengths, kv, rate, seed, scheduler)."""
+def run(cfg: dict[str, Any], progress: Any = None) -> list[dict[str, Any]]:
+    """Flat rows: one per (lengths, kv, rate, seed, scheduler), plus one ``lower_bound`` row
+    per instance (proven mean-JCT lower bound on the same engine and batch cap,
+    :func:`slo_opt.solvers.engine_jct.engine_mean_jct_bound`)."""
     from slo_opt.metrics import summary
     from slo_opt.models.catalog import get_engine
     from slo_opt.schedulers import make
-    from slo_opt.simulator import simulate
+    from slo_opt.solvers.engine_jct import engine_mean_jct_bound
 
     b = cfg["max_batch_seqs"]
     pols = {"fastserve": {"max_batch_seqs": b}, "orca": {"max_batch_seqs": b},
@@ -59,9 +69,16 @@ def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 for seed in range(cfg["seeds"]):
                     rng = np.random.default_rng([cfg["seed"], seed, int(rate * 100)])
                     w = _workload(lengths, cfg["num_requests"], rate, rng)
+                    bd = engine_mean_jct_bound(w, engine, b)
+                    rows.append({
+                        "lengths": lengths, "kv": kv_name,
+                        "kv_capacity_tokens": engine.kv_capacity_tokens, "rate": rate,
+                        "seed": seed, "scheduler": "lower_bound", "mean_jct_s": bd.value_s,
+                        "bound_isolation_s": bd.isolation_s, "bound_srpt_s": bd.srpt_s,
+                        "bound_binding": bd.binding, "bound_valid_for": bd.valid_for})
                     for name, kw in pols.items():
                         t0 = time.perf_counter()
-                        s = simulate(w, engine, make(name, **kw))
+                        s = simulate_checked(w, engine, make(name, **kw))
                         m = summary(s, w)
                         rows.append({
                             "lengths": lengths, "kv": kv_name,
@@ -71,13 +88,38 @@ def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                             "p99_ttft_s": m["p99_ttft_s"], "num_events": m["num_preemptions"],
                             "swap_s": float(s.steps.swap_s.sum()),
                             "num_rejected": m["num_rejected"], "wall_s": time.perf_counter() - t0})
+                    if progress is not None:
+                        progress.step(f"{lengths} KV {kv_name} rate {rate} seed {seed}")
     return rows
 
 
 def _mean(rows: list[dict[str, Any]], key: str, **where: Any) -> float:
-    v = [r[key] for r in rows if all(r[k] == x for k, x in where.items())]
-    v = [x for x in v if math.isfinite(x)]
+    v = [r.get(key, math.nan) for r in rows if all(r.get(k) == x for k, x in where.items())]
+    v = [x for x in v if isinstance(x, float | int) and math.isfinite(x)]
     return float(np.mean(v)) if v else float("nan")
+
+
+def headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per (lengths, kv, rate): mean / p99 JCT per scheduler, the proven mean-JCT lower bound
+    and each scheduler's gap ``100 (mean JCT / bound - 1)``; ratios vs FastServe."""
+    out = []
+    for ln in cfg["lengths"]:
+        for kv in cfg["kv"]:
+            for rate in cfg["rates"]:
+                sel = {"lengths": ln, "kv": kv, "rate": rate}
+                lb = _mean(rows, "mean_jct_s", scheduler="lower_bound", **sel)
+                h: dict[str, Any] = {**sel, "lower_bound_s": lb}
+                for n in ("fastserve", "orca", "vllm"):
+                    m = _mean(rows, "mean_jct_s", scheduler=n, **sel)
+                    h[n + "_mean_s"] = m
+                    h[n + "_p99_s"] = _mean(rows, "p99_jct_s", scheduler=n, **sel)
+                    h[n + "_gap_pct"] = 100 * (m / lb - 1)
+                    h[n + "_mean_ttft_s"] = _mean(rows, "mean_ttft_s", scheduler=n, **sel)
+                for n in ("orca", "vllm"):
+                    h[f"{n}_over_fastserve_mean_x"] = h[n + "_mean_s"] / h["fastserve_mean_s"]
+                    h[f"{n}_over_fastserve_p99_x"] = h[n + "_p99_s"] / h["fastserve_p99_s"]
+                out.append(h)
+    return out
 
 
 def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
@@ -92,10 +134,15 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     fig, axes = plt.subplots(2, len(combos), figsize=(3.3 * len(combos), 5.5), squeeze=False)
     for c, (ln, kv) in enumerate(combos):
         rates = sorted({r["rate"] for r in rows})
-        for name in ("fastserve", "orca", "vllm"):
+        for name in ("fastserve", "orca", "vllm", "lower_bound"):
             for i, key in enumerate(("mean_jct_s", "p99_jct_s")):
                 ys = [_mean(rows, key, lengths=ln, kv=kv, rate=x, scheduler=name) for x in rates]
-                axes[i, c].plot(rates, ys, marker="o", label=name)
+                if np.isfinite(ys).any():
+                    axes[i, c].plot(rates, ys, marker="o" if name != "lower_bound" else "",
+                                    ls="-" if name != "lower_bound" else ":", color=None
+                                    if name != "lower_bound" else "k",
+                                    label=name if name != "lower_bound" else
+                                    "proven lower bound (mean)")
         axes[0, c].set_title(f"{ln}, KV {kv}", fontsize=9)
         axes[1, c].set_xlabel("arrival rate (req/s)")
     axes[0, 0].set_ylabel("mean JCT (s)")
@@ -110,13 +157,17 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(prog="slo-opt reproduce fastserve")
+    ap = argparse.ArgumentParser(
+        prog="slo-opt reproduce fastserve", description=__doc__.split("\n")[0],
+        epilog="Full run: ~6 min on 2 cores (progress on stderr); --quick: < 1 min.")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/fastserve")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     q = args.quick
+    if args.seeds is not None and args.seeds < 1:
+        ap.error("--seeds must be >= 1")
     cfg = {"engine": "h100/llama-3.1-8b", "max_batch_seqs": 32, "seed": args.seed,
            "seeds": 1 if q else (args.seeds or 3), "num_requests": 40 if q else 300,
            "rates": [10.0] if q else [5.0, 10.0, 15.0, 20.0],
@@ -125,23 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = run(cfg)
+    n = len(cfg["kv"]) * len(cfg["lengths"]) * len(cfg["rates"]) * cfg["seeds"]
+    rows = run(cfg, Progress(n, "fastserve", quiet=q))
     write_rows_csv(rows, out / "records.csv")
-    write_config(out / "config.json", cfg, wall_s=time.perf_counter() - t0)
+    head = headline(rows, cfg)
+    write_rows_csv(head, out / "headline.csv")
+    write_config(out / "config.json", cfg, wall_s=time.perf_counter() - t0,
+                 schedules_checked=CHECKS["schedules"])
     files = _plot(rows, out)
-    print(f"{'lengths':8} {'kv':9} {'rate':>5} {'sched':10} {'meanJCT':>8} {'p99JCT':>8} "
-          f"{'meanTTFT':>9} {'p99TTFT':>8} {'events':>7}")
-    for ln in cfg["lengths"]:
-        for kv in cfg["kv"]:
-            for rate in cfg["rates"]:
-                for name in ("fastserve", "orca", "vllm"):
-                    sel = {"lengths": ln, "kv": kv, "rate": rate, "scheduler": name}
-                    print(f"{ln:8} {kv:9} {rate:5.1f} {name:10} "
-                          f"{_mean(rows, 'mean_jct_s', **sel):8.2f} "
-                          f"{_mean(rows, 'p99_jct_s', **sel):8.2f} "
-                          f"{_mean(rows, 'mean_ttft_s', **sel):9.3f} "
-                          f"{_mean(rows, 'p99_ttft_s', **sel):8.3f} "
-                          f"{_mean(rows, 'num_events', **sel):7.0f}")
+    print(f"{'lengths':8} {'kv':9} {'rate':>5} {'LB':>7} " + " ".join(
+        f"{n + ' mean/p99 (gap%)':>26}" for n in ("fastserve", "orca", "vllm")))
+    for h in head:
+        print(f"{h['lengths']:8} {h['kv']:9} {h['rate']:5.1f} {h['lower_bound_s']:7.2f} " + " ".join(
+            f"{h[n + '_mean_s']:7.2f}/{h[n + '_p99_s']:7.2f} ({h[n + '_gap_pct']:5.0f}%)"
+            for n in ("fastserve", "orca", "vllm")))
+    print(f"{CHECKS['schedules']} schedules checked by violations()")
     print(f"wrote {out}/records.csv, config.json, {', '.join(files)}")
     return 0
 

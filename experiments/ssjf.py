@@ -27,7 +27,6 @@ predictor quality (random -> SSJF's matrix -> perfect classes).
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import math
 import os
@@ -45,6 +44,12 @@ from slo_opt.metrics import throughput_25pct_rps
 from slo_opt.predictors import ConfusionMatrixPredictor
 from slo_opt.request import Workload
 from slo_opt.runrecord import git_sha, write_rows_csv
+
+try:
+    from experiments._common import CHECKS, Progress, simulate_checked
+except ImportError:  # run as a script or through ``slo-opt reproduce``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from experiments._common import CHECKS, Progress, simulate_checked
 
 __all__ = [
     "VICUNA13B_QUANTILES",
@@ -189,32 +194,21 @@ def run_jobs(arrival_s: np.ndarray, exec_s: np.ndarray, *, policy: str, batching
 def srpt_mean_jct_s(arrival_s: np.ndarray, size_s: np.ndarray, speed: float = 1.0) -> float:
     """Mean flow time of preemptive SRPT on one machine of ``speed`` (optimal there).
 
-    A lower bound on the mean JCT of any schedule of ``speed`` unit-speed parallel servers
-    (a batch of ``B`` non-slowing members, as in SSJF's model), combined by the caller with
-    ``mean(size)``.
+    The solver layer's :func:`slo_opt.solvers.jct_bounds.srpt_mean_jct` on sizes
+    ``size / speed``. A lower bound on the mean JCT of any schedule of ``speed`` unit-speed
+    parallel servers (a batch of ``B`` non-slowing members, as in SSJF's model), combined by the
+    caller with ``mean(size)``.
     """
-    n = arrival_s.size
-    fin = np.empty(n)
-    heap: list[tuple[float, int]] = []
-    t, idx = 0.0, 0
-    while idx < n or heap:
-        if not heap:
-            t = max(t, float(arrival_s[idx]))
-        while idx < n and arrival_s[idx] <= t:
-            heapq.heappush(heap, (float(size_s[idx]), idx))
-            idx += 1
-        r, j = heapq.heappop(heap)
-        nxt = float(arrival_s[idx]) if idx < n else math.inf
-        if t + r / speed <= nxt:
-            t += r / speed
-            fin[j] = t
-        else:
-            heapq.heappush(heap, (r - (nxt - t) * speed, j))
-            t = nxt
-    return float(np.mean(fin - arrival_s))
+    from slo_opt.solvers.jct_bounds import srpt_mean_jct
+
+    if arrival_s.size == 0:
+        return 0.0
+    return srpt_mean_jct(arrival_s, np.asarray(size_s, float) / float(speed))
 
 
 def _lower_bound(arrival_s: np.ndarray, exec_s: np.ndarray, servers: int) -> float:
+    """Faithful-model bound: every job runs at least its exec time; B servers are no faster
+    than one preemptive machine of speed B (SRPT optimal there)."""
     return max(float(np.mean(exec_s)), srpt_mean_jct_s(arrival_s, exec_s, float(servers)))
 
 
@@ -234,72 +228,118 @@ def _row(base: dict[str, Any], arr: np.ndarray, fin: np.ndarray) -> dict[str, An
 # -- faithful mode ------------------------------------------------------------------------------
 
 
-def faithful(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the faithful job-level reproduction."""
+#: mean true length (tokens) of each of SSJF's five classes on vicuna-13b (papers.md 3.4 [D])
+CLASS_MEAN_TOKENS = np.array([18.5, 87.4, 216.9, 380.0, 508.1])
+
+
+def released_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(true output tokens, predicted class)`` of vicuna-13b rows of the authors' released
+    5-class predictions (``model-serving/prediction/final/predictions_warmup_multi_cls_1000K.csv``
+    of James-QiuHaoran/LLM-serving-with-proxy-models @4b866866, Apache-2.0; not shipped)."""
+    import csv
+
+    ln, cl = [], []
+    with open(path, newline="") as f:
+        rd = csv.DictReader(f)
+        need = {"output_token_length", "predicted_length", "model"}
+        if not need <= set(rd.fieldnames or ()):
+            raise ValueError(f"{path}: expected columns {sorted(need)}, got {rd.fieldnames}")
+        for r in rd:
+            if r["model"] == "vicuna-13b":
+                ln.append(int(r["output_token_length"]))
+                cl.append(int(float(r["predicted_length"])))
+    if not ln:
+        raise ValueError(f"{path}: no vicuna-13b rows")
+    c = np.asarray(cl, np.int64)
+    if c.min() < 0 or c.max() > 4:
+        raise ValueError(f"{path}: predicted classes outside 0..4")
+    return np.asarray(ln, np.int64), c
+
+
+def faithful(cfg: dict[str, Any], progress: Any = None) -> list[dict[str, Any]]:
+    """Rows of the faithful job-level reproduction.
+
+    ``lengths = "synthetic"``: vicuna-13b percentile lengths, predictions from the confusion
+    matrix at each quality. ``lengths = "released"`` (only with ``cfg["released"]``): (true
+    length, predicted class) pairs drawn from the authors' released predictions; SSJF keys on
+    the class mapped to its mean length (``quality = "released"``) and, for comparison, on the
+    confusion matrix (``quality = 0.5``) over the same lengths.
+    """
     rows: list[dict[str, Any]] = []
     n = cfg["num_jobs"]
-    for arrival in cfg["arrivals"]:
-        rates = cfg["rates"] if arrival == "poisson" else cfg["gamma_rates"]
-        for ri, rate in enumerate(rates):
-            for run in range(cfg["runs"]):
-                rng = np.random.default_rng([cfg["seed"], run, ri, 0 if arrival == "poisson" else 1])
-                arr = faithful_arrivals(arrival, n, rate, rng, cfg["gamma_cv"])
-                out = vicuna_lengths(n, rng)
-                w = Workload.from_arrays(arr, 1, out)
-                exec_s = np.round(CONST_LATENCY_S + out * PER_TOKEN_LATENCY_S, 2)
-                preds = {}
-                for q in cfg["qualities"]:
-                    p = ConfusionMatrixPredictor.with_quality(q, seed=int(rng.integers(2**31)))
-                    preds[q] = np.round(CONST_LATENCY_S + p.predict_tokens(w) * PER_TOKEN_LATENCY_S, 2)
-                for batching in cfg["batchings"]:
-                    sizes = [1] if batching == "none" else cfg["batch_sizes"]
-                    for b in sizes:
-                        base = {"mode": "faithful", "arrival": arrival, "rate": rate, "run": run,
-                                "batching": batching, "batch_size": b}
-                        kw = {"batching": batching, "batch_size": b, "timeout_s": cfg["timeout_s"]}
-                        rows.append(_row({**base, "policy": "fcfs", "quality": ""}, arr,
-                                         run_jobs(arr, exec_s, policy="fcfs", **kw)))
-                        rows.append(_row({**base, "policy": "sjf", "quality": ""}, arr,
-                                         run_jobs(arr, exec_s, policy="sjf", **kw)))
-                        for q, pe in preds.items():
-                            guard = None if cfg["guard"] == "true" else pe
-                            rows.append(_row({**base, "policy": "ssjf", "quality": q}, arr,
-                                             run_jobs(arr, exec_s, policy="sjf", key_s=pe,
-                                                      guard_s=guard, **kw)))
-                        lb = _lower_bound(arr, exec_s, b)
-                        rows.append({**base, "policy": "lower_bound", "quality": "",
-                                     "mean_jct_s": lb, "p99_jct_s": float("nan"),
-                                     "throughput_25pct_rps": float("nan"),
-                                     "throughput_total_rps": float("nan")})
+    rel = released_predictions(cfg["released"]) if cfg.get("released") else None
+    sources = ["synthetic"] + (["released"] if rel is not None else [])
+    for lsrc in sources:
+        for arrival in cfg["arrivals"]:
+            rates = cfg["rates"] if arrival == "poisson" else cfg["gamma_rates"]
+            for ri, rate in enumerate(rates):
+                for run in range(cfg["runs"]):
+                    rng = np.random.default_rng([cfg["seed"], run, ri,
+                                                 0 if arrival == "poisson" else 1])
+                    arr = faithful_arrivals(arrival, n, rate, rng, cfg["gamma_cv"])
+                    if rel is None or lsrc == "synthetic":
+                        out = vicuna_lengths(n, rng)
+                        cls = None
+                    else:
+                        idx = rng.integers(0, rel[0].size, n)
+                        out, cls = rel[0][idx], rel[1][idx]
+                    w = Workload.from_arrays(arr, 1, out)
+                    exec_s = np.round(CONST_LATENCY_S + out * PER_TOKEN_LATENCY_S, 2)
+                    preds = {}
+                    quals = cfg["qualities"] if lsrc == "synthetic" else [0.5]
+                    for q in quals:
+                        p = ConfusionMatrixPredictor.with_quality(q, seed=int(rng.integers(2**31)))
+                        preds[q] = np.round(CONST_LATENCY_S + p.predict_tokens(w)
+                                            * PER_TOKEN_LATENCY_S, 2)
+                    if cls is not None:
+                        preds["released"] = np.round(CONST_LATENCY_S + CLASS_MEAN_TOKENS[cls]
+                                                     * PER_TOKEN_LATENCY_S, 2)
+                    for batching in cfg["batchings"]:
+                        sizes = [1] if batching == "none" else cfg["batch_sizes"]
+                        for b in sizes:
+                            base = {"mode": "faithful", "lengths": lsrc, "arrival": arrival,
+                                    "rate": rate, "run": run, "batching": batching,
+                                    "batch_size": b}
+                            kw = {"batching": batching, "batch_size": b,
+                                  "timeout_s": cfg["timeout_s"]}
+                            rows.append(_row({**base, "policy": "fcfs", "quality": ""}, arr,
+                                             run_jobs(arr, exec_s, policy="fcfs", **kw)))
+                            rows.append(_row({**base, "policy": "sjf", "quality": ""}, arr,
+                                             run_jobs(arr, exec_s, policy="sjf", **kw)))
+                            for q, pe in preds.items():
+                                guard = None if cfg["guard"] == "true" else pe
+                                rows.append(_row({**base, "policy": "ssjf", "quality": q}, arr,
+                                                 run_jobs(arr, exec_s, policy="sjf", key_s=pe,
+                                                          guard_s=guard, **kw)))
+                            lb = _lower_bound(arr, exec_s, b)
+                            rows.append({**base, "policy": "lower_bound", "quality": "",
+                                         "mean_jct_s": lb, "p99_jct_s": float("nan"),
+                                         "throughput_25pct_rps": float("nan"),
+                                         "throughput_total_rps": float("nan"),
+                                         "bound_valid_for": f"job-level model, {b} server(s)"})
+                if progress is not None:
+                    progress.step(f"faithful {lsrc} {arrival} rate {rate}")
     return rows
 
 
 # -- clean mode ---------------------------------------------------------------------------------
 
 
-def _solver_bound(workload: Workload, engine: Any) -> float | None:
-    """Mean-JCT lower bound from ``slo_opt.solvers.jct_bounds`` if that module exists."""
-    try:
-        from slo_opt.solvers import jct_bounds  # type: ignore[attr-defined]
-    except Exception:
-        return None
-    for name in ("mean_jct_lower_bound_s", "mean_jct_lower_bound", "lower_bound"):
-        f = getattr(jct_bounds, name, None)
-        if callable(f):
-            try:
-                v = f(workload, engine)
-                return float(getattr(v, "value", v))
-            except Exception:
-                return None
-    return None
+def _engine_bound(workload: Workload, engine: Any, max_seqs: int) -> dict[str, Any]:
+    """Proven mean-JCT lower bound on the token-step engine (solver layer)."""
+    from slo_opt.solvers.engine_jct import engine_mean_jct_bound
+
+    bd = engine_mean_jct_bound(workload, engine, max_seqs)
+    return {"mean_jct_s": bd.value_s, "bound_isolation_s": bd.isolation_s,
+            "bound_srpt_s": bd.srpt_s, "bound_binding": bd.binding,
+            "bound_valid_for": bd.valid_for}
 
 
-def clean(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the clean token-step reproduction."""
+def clean(cfg: dict[str, Any], progress: Any = None) -> list[dict[str, Any]]:
+    """Rows of the clean token-step reproduction (every schedule checked by ``violations``)."""
     from slo_opt.models.catalog import get_engine
     from slo_opt.schedulers import make
     from slo_opt.schedulers.sjf import exec_time_estimate_s
-    from slo_opt.simulator import simulate
     from slo_opt.traces import default_workload
     from slo_opt.workload import rescale_rate
 
@@ -339,15 +379,16 @@ def clean(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                             pr = ConfusionMatrixPredictor.with_quality(q, seed=run)
                             pols.append(("ssjf", make("ssjf", predictor=pr, **kw), q))
                         for name, sch, q in pols:
-                            s = simulate(w, engine, sch)
+                            s = simulate_checked(w, engine, sch)
                             rows.append(_row({**base, "policy": name, "quality": q}, w.arrival_s,
                                              s.finish_s))
-                        lb = _solver_bound(w, engine)
-                        if lb is not None:
-                            rows.append({**base, "policy": "lower_bound", "quality": "",
-                                         "mean_jct_s": lb, "p99_jct_s": float("nan"),
-                                         "throughput_25pct_rps": float("nan"),
-                                         "throughput_total_rps": float("nan")})
+                        rows.append({**base, "policy": "lower_bound", "quality": "",
+                                     **_engine_bound(w, engine, b),
+                                     "p99_jct_s": float("nan"),
+                                     "throughput_25pct_rps": float("nan"),
+                                     "throughput_total_rps": float("nan")})
+                    if progress is not None:
+                        progress.step(f"clean {batching} B={b} {arrival} load {load}")
     return rows
 
 
@@ -360,26 +401,43 @@ def _mean(rows: list[dict[str, Any]], key: str, **where: Any) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def headline(rows: list[dict[str, Any]], mode: str, ssjf_quality: Any = 0.5) -> list[dict[str, Any]]:
-    """Per (arrival, batching, batch size): SSJF/SJF vs FCFS averaged over rates and runs."""
+def headline(rows: list[dict[str, Any]], mode: str, ssjf_quality: Any = 0.5,
+             lengths: str = "synthetic") -> list[dict[str, Any]]:
+    """Per (arrival, batching, batch size): SSJF/SJF vs FCFS and the JCT bound.
+
+    ``*_jct_reduction_pct`` = ``100 (1 - mean JCT / FCFS mean JCT)``, JCTs averaged over every
+    rate (load) and run; ``ssjf_red_min/max_pct`` = the same per rate, smallest and largest;
+    ``*_gap_pct`` = ``100 (mean JCT / lower bound - 1)`` (distance above the proven bound).
+    """
     out = []
-    keys = sorted({(r["arrival"], r["batching"], r["batch_size"]) for r in rows if r["mode"] == mode},
-                  key=str)
+    mr = [r for r in rows if r["mode"] == mode and r.get("lengths", "synthetic") == lengths]
+    keys = sorted({(r["arrival"], r["batching"], r["batch_size"]) for r in mr}, key=str)
+    xkey = "rate" if mode == "faithful" else "load"
     for arrival, batching, b in keys:
-        sel = {"mode": mode, "arrival": arrival, "batching": batching, "batch_size": b}
-        f = _mean(rows, "mean_jct_s", policy="fcfs", **sel)
-        s = _mean(rows, "mean_jct_s", policy="ssjf", quality=ssjf_quality, **sel)
-        o = _mean(rows, "mean_jct_s", policy="sjf", **sel)
-        lb = _mean(rows, "mean_jct_s", policy="lower_bound", **sel)
-        tf = _mean(rows, "throughput_25pct_rps", policy="fcfs", **sel)
-        ts = _mean(rows, "throughput_25pct_rps", policy="ssjf", quality=ssjf_quality, **sel)
-        p99f = _mean(rows, "p99_jct_s", policy="fcfs", **sel)
-        p99s = _mean(rows, "p99_jct_s", policy="ssjf", quality=ssjf_quality, **sel)
-        out.append({"mode": mode, "arrival": arrival, "batching": batching, "batch_size": b,
+        sel = {"arrival": arrival, "batching": batching, "batch_size": b}
+        f = _mean(mr, "mean_jct_s", policy="fcfs", **sel)
+        s = _mean(mr, "mean_jct_s", policy="ssjf", quality=ssjf_quality, **sel)
+        o = _mean(mr, "mean_jct_s", policy="sjf", **sel)
+        lb = _mean(mr, "mean_jct_s", policy="lower_bound", **sel)
+        tf = _mean(mr, "throughput_25pct_rps", policy="fcfs", **sel)
+        ts = _mean(mr, "throughput_25pct_rps", policy="ssjf", quality=ssjf_quality, **sel)
+        per = []
+        for x in sorted({r[xkey] for r in mr if all(r[k] == v for k, v in sel.items())}):
+            fx = _mean(mr, "mean_jct_s", policy="fcfs", **sel, **{xkey: x})
+            sx = _mean(mr, "mean_jct_s", policy="ssjf", quality=ssjf_quality, **sel, **{xkey: x})
+            per.append(100 * (1 - sx / fx))
+        out.append({"mode": mode, "lengths": lengths, "arrival": arrival, "batching": batching,
+                    "batch_size": b, "ssjf_quality": ssjf_quality,
                     "fcfs_jct_s": f, "ssjf_jct_s": s, "sjf_jct_s": o, "lower_bound_jct_s": lb,
                     "ssjf_jct_reduction_pct": 100 * (1 - s / f),
+                    "ssjf_red_min_pct": min(per) if per else float("nan"),
+                    "ssjf_red_max_pct": max(per) if per else float("nan"),
                     "sjf_jct_reduction_pct": 100 * (1 - o / f),
-                    "fcfs_p99_s": p99f, "ssjf_p99_s": p99s,
+                    "fcfs_gap_pct": 100 * (f / lb - 1), "ssjf_gap_pct": 100 * (s / lb - 1),
+                    "sjf_gap_pct": 100 * (o / lb - 1),
+                    "fcfs_p99_s": _mean(mr, "p99_jct_s", policy="fcfs", **sel),
+                    "ssjf_p99_s": _mean(mr, "p99_jct_s", policy="ssjf", quality=ssjf_quality,
+                                        **sel),
                     "throughput_x": ts / tf if tf else float("nan")})
     return out
 
@@ -393,8 +451,9 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> list[str]:
     except ImportError:  # pragma: no cover
         return []
     files = []
+    files += _reduction_plot(rows, out, plt)
     for mode in ("faithful", "clean"):
-        mr = [r for r in rows if r["mode"] == mode]
+        mr = [r for r in rows if r["mode"] == mode and r.get("lengths", "synthetic") == "synthetic"]
         if not mr:
             continue
         xkey = "rate" if mode == "faithful" else "load"
@@ -415,7 +474,8 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> list[str]:
                 if np.isfinite(ts).any():
                     axes[1, c].plot(xs, ts, marker="o", label=lab)
             axes[0, c].set_title(f"{bat} B={b}", fontsize=9)
-            axes[1, c].set_xlabel(xkey)
+            axes[1, c].set_xlabel("arrival rate (req/s)" if xkey == "rate"
+                                  else "offered load (x capacity)")
         axes[0, 0].set_ylabel("mean JCT (s)")
         axes[1, 0].set_ylabel("throughput@25% (req/s)")
         axes[0, 0].legend(fontsize=7)
@@ -444,6 +504,39 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> list[str]:
             plt.close(fig)
             files.append(f.name)
     return files
+
+
+def _reduction_plot(rows: list[dict[str, Any]], out: Path, plt: Any) -> list[str]:
+    """Faithful mode: SSJF's JCT change vs FCFS over the arrival rate, paper range shaded."""
+    fr = [r for r in rows if r["mode"] == "faithful" and r["arrival"] == "poisson"]
+    if not fr:
+        return []
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    lo, hi = PAPER["jct_reduction_pct"]
+    ax.axhspan(-hi, -lo, color="0.85", label=f"paper: -{lo}..-{hi} %")
+    sizes = sorted({r["batch_size"] for r in fr if r["batching"] != "none"})
+    b2 = 2 if 2 in sizes else (sizes[0] if sizes else 1)
+    for lsrc, q, ls in (("synthetic", 0.5, "-"), ("released", "released", "--")):
+        for bat, b, col in (("none", 1, "C0"), ("dynamic", b2, "C1"), ("continuous", b2, "C2")):
+            sel = [r for r in fr if r.get("lengths", "synthetic") == lsrc and r["batching"] == bat
+                   and r["batch_size"] == b]
+            xs = sorted({r["rate"] for r in sel})
+            if not xs:
+                continue
+            ys = [100 * (_mean(sel, "mean_jct_s", policy="ssjf", quality=q, rate=x)
+                         / _mean(sel, "mean_jct_s", policy="fcfs", rate=x) - 1) for x in xs]
+            lab = f"{bat} B={b}" + (" (authors' released predictions)" if lsrc == "released"
+                                     else " (confusion-matrix predictor)")
+            ax.plot(xs, ys, ls, marker="o", color=col, label=lab)
+    ax.set_xlabel("arrival rate (req/s), Poisson, 50 jobs")
+    ax.set_ylabel("SSJF mean JCT vs FCFS (%)")
+    ax.set_title("SSJF JCT reduction over load (faithful job-level model)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    f = out / "ssjf_reduction.png"
+    fig.savefig(f, dpi=90)
+    plt.close(fig)
+    return [f.name]
 
 
 def _git_sha() -> str:
@@ -482,9 +575,16 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
+EXPECTED_FULL_S = {"faithful": 60, "faithful_released": 120, "clean": 420}
+"""Measured wall time of the full run per part on the shared 2-core machine (seconds)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``slo-opt reproduce ssjf``)."""
-    ap = argparse.ArgumentParser(prog="slo-opt reproduce ssjf", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="slo-opt reproduce ssjf", description=__doc__.split("\n")[0],
+        epilog="Full run (default): faithful ~1 min (+2 min with --released-predictions), clean "
+               "~7 min on 2 cores; --quick: < 1 min. Progress lines go to stderr.")
     ap.add_argument("--quick", action="store_true", help="small smoke-test configuration")
     ap.add_argument("--out", default="results/ssjf", help="output directory")
     ap.add_argument("--seeds", type=int, default=None, help="repetitions (default 20 / 5)")
@@ -494,18 +594,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="exec time in SSJF's starvation guard (authors: true)")
     ap.add_argument("--timeout-s", type=float, default=BATCH_WAIT_TIMEOUT_S,
                     help="authors' BATCH_WAIT_TIMEOUT (FCFS idles this long on a partial batch)")
+    ap.add_argument("--released-predictions", default=None, metavar="CSV",
+                    help="the authors' predictions_warmup_multi_cls_1000K.csv: adds faithful "
+                         "runs on its (true length, predicted class) pairs")
     args = ap.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        ap.error("--seeds must be >= 1")
+    if not (args.timeout_s >= 0 and math.isfinite(args.timeout_s)):
+        ap.error("--timeout-s must be finite and >= 0")
+    if args.released_predictions is not None and not Path(args.released_predictions).is_file():
+        ap.error(f"--released-predictions: no such file {args.released_predictions}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config(args)
+    cfg["released"] = args.released_predictions
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    nf = (len(cfg["rates"]) + len(cfg["gamma_rates"]) * (len(cfg["arrivals"]) - 1)) * (
+        2 if cfg["released"] else 1)
+    nc = sum(len(cfg["clean_arrivals"]) * len(cfg["loads"]) * (
+        1 if bat == "none" else len(cfg["clean_batch_sizes"])) for bat in cfg["batchings"])
+    prog = Progress((nf if "faithful" in cfg["modes"] else 0)
+                    + (nc if "clean" in cfg["modes"] else 0), "ssjf", quiet=args.quick)
     if "faithful" in cfg["modes"]:
-        rows += faithful(cfg)
+        rows += faithful(cfg, prog)
     if "clean" in cfg["modes"]:
-        rows += clean(cfg)
+        rows += clean(cfg, prog)
     _write_csv(rows, out / "records.csv")
     table = [h for m in cfg["modes"] for h in headline(rows, m)]
+    if cfg["released"] and "faithful" in cfg["modes"]:
+        table += headline(rows, "faithful", "released", lengths="released")
+        table += headline(rows, "faithful", 0.5, lengths="released")
     _write_csv(table, out / "headline.csv")
     try:
         from importlib.metadata import version
@@ -515,18 +634,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         ver = ""
     meta = {"config": cfg, "version": ver, "git_sha": _git_sha(), "paper": PAPER,
             "wall_s": time.perf_counter() - t0, "python": sys.version.split()[0],
-            "cwd": os.getcwd()}
+            "cwd": os.getcwd(), "schedules_checked": CHECKS["schedules"]}
     (out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     files = _plots(rows, out)
-    print(f"{'mode':8} {'arrival':8} {'batching':10} {'B':>3} {'FCFS':>8} {'SSJF':>8} {'SJF':>8} "
-          f"{'LB':>8} {'dJCT%':>7} {'thr x':>6}")
+    print(f"{'mode':8} {'lengths':9} {'arrival':8} {'batching':10} {'B':>3} {'pred':>8} "
+          f"{'FCFS':>8} {'SSJF':>8} {'SJF':>8} {'LB':>8} {'dJCT%':>7} {'range%':>13} "
+          f"{'gap%':>6} {'thr x':>6}")
     for h in table:
-        print(f"{h['mode']:8} {h['arrival']:8} {h['batching']:10} {h['batch_size']:>3} "
+        rng = f"{-h['ssjf_red_max_pct']:.1f}..{-h['ssjf_red_min_pct']:.1f}"
+        print(f"{h['mode']:8} {h['lengths']:9} {h['arrival']:8} {h['batching']:10} "
+              f"{h['batch_size']:>3} {h['ssjf_quality']!s:>8} "
               f"{h['fcfs_jct_s']:8.2f} {h['ssjf_jct_s']:8.2f} {h['sjf_jct_s']:8.2f} "
-              f"{h['lower_bound_jct_s']:8.2f} {-h['ssjf_jct_reduction_pct']:7.1f} "
-              f"{h['throughput_x']:6.2f}")
+              f"{h['lower_bound_jct_s']:8.2f} {-h['ssjf_jct_reduction_pct']:7.1f} {rng:>13} "
+              f"{h['ssjf_gap_pct']:6.1f} {h['throughput_x']:6.2f}")
     print(f"paper: JCT -{PAPER['jct_reduction_pct'][0]}..-{PAPER['jct_reduction_pct'][1]}%, "
           f"throughput x{PAPER['throughput_x'][0]}..x{PAPER['throughput_x'][1]}")
+    print(f"{CHECKS['schedules']} token-step schedules checked by violations(); "
+          f"wall {time.perf_counter() - t0:.0f} s")
     print(f"wrote {out}/records.csv, headline.csv, config.json, {', '.join(files)}")
     return 0
 
