@@ -4,8 +4,7 @@
   :func:`slo_opt.checks.violations`; a violation aborts the run (a reported number from an
   infeasible schedule would be worthless). :data:`CHECKS` counts the schedules checked.
 * :func:`check_site_schedules` -- the same for the per-site schedules of a multi-site run,
-  checked against a copy of the workload whose arrivals are the requests' release times at
-  the site (stricter than the original arrivals: nothing may start before its upload ends).
+  plus: nothing is computed at a site before its upload ends or for a request sent elsewhere.
 * :func:`ci95` -- mean and 95 % Student-t half-width over seeds.
 * :class:`Progress` -- one line per finished unit on stderr with elapsed time and an ETA.
 """
@@ -49,12 +48,24 @@ def simulate_checked(workload: Any, engine: Any, scheduler: Any, **kw: Any) -> A
 
 
 def check_site_schedules(result: Any, workload: Any, cluster: Any) -> None:
-    """Check every site's schedule of a ``ClusterResult`` (releases as arrivals)."""
+    """Check every site's schedule of a ``ClusterResult``: :func:`violations` against the
+    workload, plus no allocation to a request before its release at the site (arrival +
+    upload) and none to a request dispatched elsewhere."""
     rel = np.asarray(result.records["release_s"], float)
-    arr = np.where(np.isfinite(rel), rel, np.asarray(workload.arrival_s, float))
-    w = workload.replace(arrival_s=arr)
-    for name, sch in result.schedules.items():
-        _check(sch, w, cluster.site(name).engine, f"site {name}")
+    site_of = np.asarray(result.records["site"])
+    for j, (name, sch) in enumerate(result.schedules.items()):
+        _check(sch, workload, cluster.site(name).engine, f"site {name}")
+        a = sch.allocs
+        if len(a):
+            start = sch.steps.start_s[a.step]
+            if np.any(site_of[a.request] != j):
+                raise InfeasibleSchedule(f"site {name}: allocation to a request sent elsewhere")
+            early = start < rel[a.request] - 1e-9
+            if early.any():
+                i = int(np.flatnonzero(early)[0])
+                raise InfeasibleSchedule(
+                    f"site {name}: request {int(a.request[i])} computed at {start[i]} before "
+                    f"its release {rel[a.request[i]]}")
 
 
 def ci95(values: Sequence[float]) -> tuple[float, float]:

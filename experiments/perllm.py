@@ -8,23 +8,27 @@ documented choice, see ``papers/perllm.md``):
 * two model deployments (small at the edge, larger in the cloud):
   D1 = Jetson AGX Orin / Llama-3.2-1B at the edge, A100 / Llama-3.1-8B in the cloud;
   D2 = Jetson AGX Orin / Llama-3.2-3B at the edge, A100 / Qwen2.5-7B in the cloud;
-* workload: Poisson arrivals over a load sweep, ShareGPT lengths (clipped to 1024 prompt /
-  256 output tokens), origins uniform over the 5 access points, three service classes whose
-  processing-time requirement is a multiple (2x, 4x, 8x) of the request's unloaded processing
-  time on its best server (decision 22), with upload payloads 0 / 0.2 MB / 1 MB;
-* policies: every registered dispatcher (``perllm`` with delta, lambda tuned on a separate
-  seed, :func:`tune`; ``perllm_default`` keeps delta = sqrt(2), lambda = 1), plus
-  ``oracle`` = the per-epoch (10 s) placement MILP with realised bandwidth and unloaded times
-  (slack-penalty deadlines), replayed online (a lower bound on *model* energy only where its
-  no-queueing assumption holds), and ``planner`` = the offline replay-and-tighten planner
-  (:func:`planner_assignment`; a clairvoyant heuristic, not a bound);
-* energy: per-step batch-aware power (:mod:`slo_opt.models.power`) + idle + transmission;
-* metrics: throughput and goodput (deadline-meeting completions) per second, deadline
-  satisfaction, energy (busy + idle + transmission) per completed request; regret of CS-UCB
-  vs the oracle in the MILP's cost (model energy + theta x lateness).
+* workload: Poisson arrivals, ShareGPT lengths (clipped to 1024 prompt / 256 output tokens),
+  origins uniform over the 5 access points, three service classes whose processing-time
+  requirement is a multiple (2x, 4x, 8x) of the request's unloaded processing time on its best
+  server (decision 22), with upload payloads 0 / 0.2 MB / 1 MB;
+* load: each deployment's saturation is *measured* (:func:`measure_saturation`: the largest
+  completion throughput of the load-balancing dispatchers under a 100 req/s overload) and the
+  sweep runs at fixed fractions of it (0.2x .. 1.2x);
+* policies: every registered dispatcher (``perllm`` with delta, lambda tuned on a separate seed,
+  :func:`tune`; ``perllm_default`` keeps delta = sqrt(2), lambda = 1);
+* bound: per instance, the per-site fluid LP bound on deadline-met requests
+  (:func:`slo_opt.solvers.window_fluid.site_fluid_bound` with step planes of each site's
+  engine): proven for every dispatcher and every site scheduler with at most 256 decode
+  sequences per step, given the realised bandwidth draws;
+* planners (not bounds), on a smaller instance set: the per-epoch placement MILP (``oracle``),
+  the replay-and-tighten planner (``planner``) and the time-slotted MILP (``slotted_oracle``);
+* energy: per-step batch-aware power (:mod:`slo_opt.models.power`) + idle + transmission,
+  reported in total and per on-time request, split busy / idle / transmission;
+* every site schedule is checked by :func:`slo_opt.checks.violations` (releases as arrivals).
 
 Comparators behind the paper's 2.2x / 2.1x / 1.6x are not named in the available text; we use
-Random, Round-robin and plain UCB (decision 21), and also report the rest.
+Random, Round-robin and UCB (decision 21), and also report the rest.
 """
 
 from __future__ import annotations
@@ -49,8 +53,15 @@ from slo_opt.request import Workload
 from slo_opt.runrecord import git_sha, write_rows_csv
 from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
 
-__all__ = ["DEPLOYMENTS", "PAPER", "build_cluster", "build_workload", "main", "oracle_assignment",
-           "planner_assignment", "slotted_assignment", "tune"]
+try:
+    from experiments._common import CHECKS, Progress, check_site_schedules, ci95
+except ImportError:  # run as a script or through ``slo-opt reproduce``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from experiments._common import CHECKS, Progress, check_site_schedules, ci95
+
+__all__ = ["DEPLOYMENTS", "PAPER", "bound_inputs", "build_cluster", "build_workload", "curves",
+           "main", "measure_saturation", "oracle_assignment", "planner_assignment",
+           "slotted_assignment", "tune"]
 
 PAPER = {"throughput_x": (2.2, 2.1, 1.6), "energy_reduction_pct": 50.0}
 COMPARATORS = ("random", "round_robin", "ucb")
@@ -254,16 +265,18 @@ def _dispatcher(name: str, seed: int, params: dict[str, Any]) -> Any:
     return make(name, **kw)
 
 
-def tune(cfg: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def tune(cfg: dict[str, Any], sat: dict[str, float],
+         ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Grid over CS-UCB's ``delta`` x ``lam`` on the tuning seed; best by mean goodput.
 
     Uses workload seed ``TUNING_SEED`` (the reported runs use seeds ``0 .. seeds-1``), every
-    deployment and ``cfg["tune_rates"]``. Ties: the earlier grid point.
+    deployment and the loads ``cfg["tune_loads"]`` x its measured saturation. Ties: the
+    earlier grid point.
     """
     rows: list[dict[str, Any]] = []
     for dep in cfg["deployments"]:
         cluster = build_cluster(dep)
-        for rate in cfg["tune_rates"]:
+        for rate in [round(f * sat[dep], 3) for f in cfg["tune_loads"]]:
             w, pay = build_workload(cluster, cfg["n"], rate,
                                     np.random.default_rng([TUNING_SEED, int(rate * 1000)]))
             for delta in cfg["tune_delta"]:
@@ -286,103 +299,288 @@ def tune(cfg: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
     return {"delta": float(d), "lam": float(lam)}, rows
 
 
-def run(cfg: dict[str, Any], perllm_params: dict[str, float] | None = None,
-        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All runs; returns (records rows, regret rows).
+def _git_sha() -> str:
+    return git_sha(__file__)
 
-    ``perllm`` uses ``perllm_params`` (tuned); ``perllm_default`` keeps delta = sqrt(2),
-    lam = 1. ``oracle`` replays the epoch MILP, ``planner`` the replay-and-tighten planner.
+
+# -- saturation, bound, runs ----------------------------------------------------------------
+
+SAT_DISPATCHERS = ("least_loaded", "min_latency", "round_robin", "random")
+MAX_SEQS = 256  #: vLLM's max_num_seqs, the site schedulers' decode cap (bound validity)
+
+
+def measure_saturation(dep: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Largest completion throughput (req/s) of the load-balancing dispatchers under overload.
+
+    ``cfg["sat_n"]`` requests at ``cfg["sat_rate"]`` req/s (well above capacity); throughput
+    = completed requests / (last result delivery - first arrival). The saturation of the
+    deployment is the maximum over :data:`SAT_DISPATCHERS`.
     """
+    cluster = build_cluster(dep)
+    w, pay = build_workload(cluster, cfg["sat_n"], cfg["sat_rate"],
+                            np.random.default_rng([TUNING_SEED, 7]))
+    out: dict[str, float] = {}
+    for d in SAT_DISPATCHERS:
+        r = simulate_cluster(w, cluster, _dispatcher(d, 0, {}),
+                             rng=np.random.default_rng(1000 + TUNING_SEED), payload_bytes=pay)
+        check_site_schedules(r, w, cluster)
+        rec = r.records
+        span = float(np.nanmax(rec["done_s"]) - rec["arrival_s"][0])
+        out[d] = round(float(rec["served"].sum()) / span, 2)
+    best = max(out, key=lambda k: out[k])
+    return {"saturation_rps": out[best], "by": best, "throughputs": out,
+            "offered_rps": cfg["sat_rate"], "n": cfg["sat_n"]}
+
+
+def bound_inputs(w: Workload, cluster: Cluster, pay: np.ndarray, net_seed: int,
+                 max_seqs: int = MAX_SEQS) -> dict[str, Any]:
+    """Inputs of the per-site fluid bound, from the same network draws as the replay.
+
+    ``release`` = arrival + upload at the arrival slot's bandwidth (what the simulator uses);
+    ``latest_finish`` = arrival + deadline - the fastest download over every slot the result
+    could leave in; ``min_inference`` and plane ``work`` from
+    :mod:`slo_opt.solvers.engine_bounds` per site engine (``inf`` where the KV cache cannot
+    hold the request).
+    """
+    from slo_opt.cluster_sim import SlotBandwidth
+    from slo_opt.metrics import SLO_TOL_S
+    from slo_opt.solvers.engine_bounds import min_inference_s, request_work_s, step_planes
+
+    n, m = len(w), cluster.num_sites
+    bw = SlotBandwidth(cluster, np.random.default_rng(net_seed), 1.0)
+    up_b = w.prompt_tokens * 4.0 + pay
+    dn_b = w.output_tokens * 4.0
+    arr = np.asarray(w.arrival_s, float)
+    dl = np.asarray(w.e2e_slo_s, float)
+    rel = np.empty((n, m))
+    fin = np.empty((n, m))
+    origins = [str(o) for o in w.origin]
+    for i in range(n):
+        u, _ = bw.up(origins[i], arr[i], float(up_b[i]))
+        rel[i] = arr[i] + u
+        k0, k1 = bw.slot(arr[i]), bw.slot(arr[i] + dl[i])
+        dmin = np.min([bw.down(origins[i], k * bw.slot_s, float(dn_b[i]))[0]
+                       for k in range(k0, k1 + 1)], axis=0)
+        fin[i] = arr[i] + dl[i] + SLO_TOL_S - dmin
+    mi = np.empty((n, m))
+    planes_by_site = []
+    p, o = w.prompt_tokens, w.output_tokens
+    for j, s in enumerate(cluster.sites):
+        e = cluster.site(s).engine
+        mi[:, j] = min_inference_s(e, p, o)
+        mi[p + o - 1 > e.kv_capacity_tokens, j] = math.inf
+        k = max(1, min(max_seqs, int(e.kv_capacity_tokens) // int(np.min(p + 1))))
+        planes_by_site.append(step_planes(e, k))
+    npl = max(len(x) for x in planes_by_site)
+    work = [np.column_stack([request_work_s(pl[min(t, len(pl) - 1)], p, o)
+                             for pl in planes_by_site]) for t in range(npl)]
+    return {"release_s": rel, "latest_finish_s": fin, "min_inference_s": mi, "work_s": work}
+
+
+def fluid_bound(w: Workload, cluster: Cluster, pay: np.ndarray, net_seed: int,
+                cfg: dict[str, Any]) -> dict[str, Any]:
+    """The per-site fluid LP bound on deadline-met requests of one instance."""
+    from slo_opt.solvers.window_fluid import site_fluid_bound
+
+    inp = bound_inputs(w, cluster, pay, net_seed)
+    b = site_fluid_bound(inp["release_s"], inp["latest_finish_s"], inp["min_inference_s"],
+                         inp["work_s"], cell_s=cfg["bound_cell_s"],
+                         time_limit_s=cfg["bound_time_limit_s"],
+                         valid_for=f"{len(cluster.sites)}-site cluster: every dispatcher, site schedulers with <= "
+                                   f"{MAX_SEQS} decodes per step, realised bandwidth")
+    unl = inp["latest_finish_s"] - inp["release_s"] >= inp["min_inference_s"]
+    return {"met_bound": b.value, "bound_status": str(getattr(b.status, "value", b.status)),
+            "bound_wall_s": round(b.wall_s, 3), "bound_cols": b.num_cols,
+            "feasible_alone": int(unl.any(axis=1).sum()), "bound_valid_for": b.valid_for}
+
+
+def _window(w: Workload, frac: float) -> np.ndarray:
+    """Requests arriving after the first ``frac`` of the arrival span (warm-up dropped)."""
+    a = np.asarray(w.arrival_s, float)
+    return a >= a[0] + frac * (a[-1] - a[0])
+
+
+def _metrics(r: Any, w: Workload, win: np.ndarray) -> dict[str, Any]:
+    s = r.summary()
+    rec = r.records
+    met = rec["met"]
+    a = np.asarray(w.arrival_s, float)
+    span = float(a[win][-1] - a[win][0]) if win.sum() > 1 else math.nan
+    lab = rec["class_label"]
+    out = {k: round(v, 6) for k, v in s.items()}
+    out.update({
+        "satisfaction": float(met[win].mean()),
+        "goodput_rps": float(met[win].sum()) / span,
+        "energy_per_met_j": s["energy_j"] / max(s["met"], 1.0),
+        "idle_share": s["idle_j"] / s["energy_j"], "busy_share": s["busy_j"] / s["energy_j"],
+        "tran_share": s["tran_j"] / s["energy_j"]})
+    for c in CLASSES:
+        sel = win & (lab == c[0])
+        out[f"satisfaction_{c[0]}"] = float(met[sel].mean()) if sel.any() else math.nan
+    return out
+
+
+def run(cfg: dict[str, Any], sat: dict[str, float], perllm_params: dict[str, float],
+        progress: Any = None) -> list[dict[str, Any]]:
+    """The load sweep: every dispatcher + the fluid bound per (deployment, load, seed)."""
     rows: list[dict[str, Any]] = []
-    regret: list[dict[str, Any]] = []
-    pp = dict(perllm_params or {})
     for dep in cfg["deployments"]:
         cluster = build_cluster(dep)
-        for rate in cfg["rates"]:
+        for f in cfg["loads"]:
+            rate = round(f * sat[dep], 3)
             for seed in range(cfg["seeds"]):
                 w, pay = build_workload(cluster, cfg["n"], rate,
                                         np.random.default_rng([seed, int(rate * 1000)]))
                 net_seed = 1000 + seed
-                oracle, ost = oracle_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
-                                                cfg["milp_time_limit_s"])
-                plan, pst = planner_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
-                                               cfg["planner_time_limit_s"],
-                                               cfg["planner_iterations"], first=(oracle, ost))
-                slotted, sst = slotted_assignment(w, cluster, pay, net_seed, cfg["slotted_slot_s"],
-                                                  cfg["slotted_time_limit_s"],
-                                                  cfg["slotted_shares"])
-                pols: list[tuple[str, Any]] = [
-                    (d, _dispatcher(d, seed, pp if d == "perllm" else {}))
-                    for d in cfg["dispatchers"]]
-                if pp:
-                    pols.append(("perllm_default", _dispatcher("perllm", seed, {})))
-                pols.append(("oracle", AssignmentDispatcher(oracle, name="oracle")))
-                pols.append(("planner", AssignmentDispatcher(plan, name="planner")))
-                pols.append(("slotted_oracle", AssignmentDispatcher(slotted,
-                                                                    name="slotted_oracle")))
+                win = _window(w, cfg["warmup_frac"])
+                base = {"deployment": dep, "load": f, "rate_rps": rate, "seed": seed}
+                bd = fluid_bound(w, cluster, pay, net_seed, cfg)
+                nwin = int(win.sum())
+                rows.append({**base, "policy": "fluid_bound", **bd,
+                             "satisfaction": min(bd["met_bound"], len(w)) / len(w),
+                             "n": len(w), "n_window": nwin})
+                pols = [(d, _dispatcher(d, seed, perllm_params if d == "perllm" else {}))
+                        for d in cfg["dispatchers"]]
+                pols.append(("perllm_default", _dispatcher("perllm", seed, {})))
+                for name, kw in cfg["variants"].items():
+                    pols.append((name, _dispatcher(kw["dispatcher"], seed, kw["params"])))
                 for name, disp in pols:
                     t0 = time.perf_counter()
                     r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(net_seed),
                                          payload_bytes=pay)
-                    s = r.summary()
-                    cost = _model_cost(ost["inputs"], r.records["site"])
-                    row = {"deployment": dep, "rate_rps": rate, "seed": seed, "policy": name,
-                           **{k: round(v, 6) for k, v in s.items()},
-                           "model_cost": float(np.nansum(cost)),
-                           "wall_s": round(time.perf_counter() - t0, 3)}
-                    if name == "oracle":
-                        row.update(milp_epochs=ost["epochs"], milp_optimal=ost["optimal"],
-                                   milp_objective=ost["objective"], milp_bound=ost["bound"],
-                                   milp_wall_s=round(ost["wall_s"], 3))
-                    if name == "planner":
-                        row.update(planner_best_iteration=pst["planner_best_iteration"],
-                                   planner_met_by_iteration=" ".join(
-                                       str(h["met"]) for h in pst["planner_history"]),
-                                   milp_wall_s=round(pst["planner_milp_wall_s"], 3))
-                    if name == "slotted_oracle":
-                        row.update(sst)
-                    rows.append(row)
-                    if name == "perllm":
-                        ocost = _model_cost(ost["inputs"], oracle)
-                        cum = np.cumsum(np.nan_to_num(cost) - np.nan_to_num(ocost))
-                        for i in range(0, len(cum), max(1, len(cum) // 50)):
-                            regret.append({"deployment": dep, "rate_rps": rate, "seed": seed,
-                                           "t": i + 1, "cum_regret": float(cum[i])})
-                        regret.append({"deployment": dep, "rate_rps": rate, "seed": seed,
-                                       "t": len(cum), "cum_regret": float(cum[-1])})
-                print(f"{dep} rate={rate} seed={seed}: done", file=sys.stderr)
-    return rows, regret
+                    check_site_schedules(r, w, cluster)
+                    rows.append({**base, "policy": name, **_metrics(r, w, win),
+                                 "met_all": int(r.records["met"].sum()),
+                                 "wall_s": round(time.perf_counter() - t0, 3)})
+                if progress is not None:
+                    progress.step(f"{dep} load {f} ({rate} req/s) seed {seed}")
+    return rows
+
+
+def run_planners(cfg: dict[str, Any], sat: dict[str, float],
+                 progress: Any = None) -> list[dict[str, Any]]:
+    """Clairvoyant planners (epoch MILP, replay-and-tighten, time-slotted MILP) on a smaller
+    instance set, next to the best dispatcher and the fluid bound of the same instances."""
+    rows: list[dict[str, Any]] = []
+    for dep in cfg["deployments"]:
+        cluster = build_cluster(dep)
+        for f in cfg["planner_loads"]:
+            rate = round(f * sat[dep], 3)
+            w, pay = build_workload(cluster, cfg["planner_n"], rate,
+                                    np.random.default_rng([0, int(rate * 1000), 5]))
+            net_seed = 1000
+            base = {"deployment": dep, "load": f, "rate_rps": rate, "n": len(w)}
+            bd = fluid_bound(w, cluster, pay, net_seed, cfg)
+            rows.append({**base, "policy": "fluid_bound", "met": bd["met_bound"], **bd})
+            oracle, ost = oracle_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
+                                            cfg["milp_time_limit_s"])
+            plan, pst = planner_assignment(w, cluster, pay, net_seed, cfg["epoch_s"],
+                                           cfg["planner_time_limit_s"],
+                                           cfg["planner_iterations"], first=(oracle, ost))
+            slotted, sst = slotted_assignment(w, cluster, pay, net_seed, cfg["slotted_slot_s"],
+                                              cfg["slotted_time_limit_s"], cfg["slotted_shares"])
+            pols: list[tuple[str, Any, dict[str, Any]]] = [
+                ("oracle", AssignmentDispatcher(oracle, name="oracle"),
+                 {"milp_optimal_epochs": f"{ost['optimal']}/{ost['epochs']}"}),
+                ("planner", AssignmentDispatcher(plan, name="planner"),
+                 {"planner_met_by_iteration": " ".join(str(h["met"]) for h in
+                                                       pst["planner_history"])}),
+                ("slotted_oracle", AssignmentDispatcher(slotted, name="slotted_oracle"), sst)]
+            pols += [(d, _dispatcher(d, 0, {}), {}) for d in cfg["dispatchers"]]
+            for name, disp, extra in pols:
+                r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(net_seed),
+                                     payload_bytes=pay)
+                check_site_schedules(r, w, cluster)
+                s = r.summary()
+                rows.append({**base, "policy": name, "met": int(s["met"]),
+                             "energy_per_met_j": s["energy_j"] / max(s["met"], 1.0), **extra})
+            if progress is not None:
+                progress.step(f"planners {dep} load {f}")
+    return rows
+
+
+# -- curves, headline, plots (pure functions of the rows) -------------------------------------
+
+
+def _vals(rows: list[dict[str, Any]], key: str, **where: Any) -> list[float]:
+    v = [r.get(key) for r in rows if all(r.get(k) == x for k, x in where.items())]
+    return [float(x) for x in v if isinstance(x, int | float) and math.isfinite(x)]
 
 
 def _mean(rows: list[dict[str, Any]], key: str, **where: Any) -> float:
-    v = [r[key] for r in rows if all(r[k] == x for k, x in where.items())]
+    v = _vals(rows, key, **where)
     return float(np.mean(v)) if v else math.nan
 
 
-def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per deployment at the highest load: CS-UCB vs each comparator (goodput ratio, energy)."""
+def _paired(rows: list[dict[str, Any]], key: str, a: str, b: str, fn: Any,
+            **where: Any) -> tuple[float, float]:
+    """``fn(a's value, b's value)`` per seed, then mean and 95 % CI half-width."""
+    va = {r["seed"]: r.get(key) for r in rows if r["policy"] == a
+          and all(r.get(k) == x for k, x in where.items())}
     out = []
-    for dep in sorted({r["deployment"] for r in rows}):
-        rate = max(r["rate_rps"] for r in rows if r["deployment"] == dep)
-        p_gp = _mean(rows, "goodput_rps", deployment=dep, rate_rps=rate, policy="perllm")
-        p_e = _mean(rows, "energy_per_completed_j", deployment=dep, rate_rps=rate,
-                    policy="perllm")
-        for pol in sorted({r["policy"] for r in rows} - {"perllm"}):
-            gp = _mean(rows, "goodput_rps", deployment=dep, rate_rps=rate, policy=pol)
-            e = _mean(rows, "energy_per_completed_j", deployment=dep, rate_rps=rate, policy=pol)
-            out.append({"deployment": dep, "rate_rps": rate, "comparator": pol,
-                        "perllm_goodput_x": round(p_gp / gp, 3) if gp > 0 else math.inf,
-                        "perllm_energy_reduction_pct": round(100 * (1 - p_e / e), 1),
-                        "comparator_satisfaction": round(_mean(
-                            rows, "deadline_satisfaction", deployment=dep, rate_rps=rate,
-                            policy=pol), 3),
-                        "perllm_satisfaction": round(_mean(
-                            rows, "deadline_satisfaction", deployment=dep, rate_rps=rate,
-                            policy="perllm"), 3)})
+    for r in rows:
+        if r["policy"] == b and all(r.get(k) == x for k, x in where.items()) and r["seed"] in va:
+            x, y = va[r["seed"]], r.get(key)
+            if isinstance(x, int | float) and isinstance(y, int | float):
+                v = fn(float(x), float(y))
+                if math.isfinite(v):
+                    out.append(v)
+    return ci95(out)
+
+
+def curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per deployment, load and comparator: CS-UCB's goodput ratio and energy reductions
+    (total physical energy, energy per on-time request), paired per seed, with 95 % CIs."""
+    out = []
+    deps = sorted({r["deployment"] for r in rows})
+    pols = sorted({r["policy"] for r in rows} - {"perllm", "fluid_bound"})
+    for dep in deps:
+        for f in sorted({r["load"] for r in rows if r["deployment"] == dep}):
+            sel = {"deployment": dep, "load": f}
+            for pol in pols:
+                g = _paired(rows, "goodput_rps", "perllm", pol,
+                            lambda x, y: x / y if y > 0 else math.nan, **sel)
+                et = _paired(rows, "energy_j", "perllm", pol, lambda x, y: 100 * (1 - x / y),
+                             **sel)
+                em = _paired(rows, "energy_per_met_j", "perllm", pol,
+                             lambda x, y: 100 * (1 - x / y), **sel)
+                out.append({**sel, "rate_rps": _mean(rows, "rate_rps", **sel),
+                            "comparator": pol, "goodput_x": g[0], "goodput_x_ci": g[1],
+                            "energy_total_reduction_pct": et[0],
+                            "energy_total_reduction_ci": et[1],
+                            "energy_per_met_reduction_pct": em[0],
+                            "energy_per_met_reduction_ci": em[1],
+                            "perllm_satisfaction": _mean(rows, "satisfaction", policy="perllm",
+                                                         **sel),
+                            "comparator_satisfaction": _mean(rows, "satisfaction", policy=pol,
+                                                             **sel),
+                            "bound_satisfaction": _mean(rows, "satisfaction",
+                                                        policy="fluid_bound", **sel)})
     return out
 
 
-def _plots(rows: list[dict[str, Any]], regret: list[dict[str, Any]], out: Path) -> list[str]:
+def results_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (deployment, load, policy): deadline satisfaction (mean, CI), the bound and the gap
+    (bound - policy, percentage points), energy totals, per on-time request and shares."""
+    out = []
+    for dep in sorted({r["deployment"] for r in rows}):
+        for f in sorted({r["load"] for r in rows if r["deployment"] == dep}):
+            sel = {"deployment": dep, "load": f}
+            ub = _mean(rows, "satisfaction", policy="fluid_bound", **sel)
+            for pol in sorted({r["policy"] for r in rows} - {"fluid_bound"}):
+                m, h = ci95(_vals(rows, "satisfaction", policy=pol, **sel))
+                out.append({**sel, "rate_rps": _mean(rows, "rate_rps", **sel), "policy": pol,
+                            "satisfaction": m, "satisfaction_ci": h, "bound": ub,
+                            "gap_pts": 100 * (ub - m),
+                            **{k: _mean(rows, k, policy=pol, **sel) for k in (
+                                "goodput_rps", "energy_j", "energy_per_met_j", "busy_share",
+                                "idle_share", "tran_share", "edge_share",
+                                "satisfaction_interactive", "satisfaction_standard",
+                                "satisfaction_batch")}})
+    return out
+
+
+def _plots(rows: list[dict[str, Any]], cur: list[dict[str, Any]], out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -390,77 +588,105 @@ def _plots(rows: list[dict[str, Any]], regret: list[dict[str, Any]], out: Path) 
 
     files = []
     deps = sorted({r["deployment"] for r in rows})
-    pols = sorted({r["policy"] for r in rows})
-    fig, axes = plt.subplots(len(deps), 3, figsize=(15, 4 * len(deps)), squeeze=False)
-    for a, dep in enumerate(deps):
-        rates = sorted({r["rate_rps"] for r in rows if r["deployment"] == dep})
-        for b, (key, lab) in enumerate((("goodput_rps", "goodput (met/s)"),
-                                        ("deadline_satisfaction", "deadline satisfaction"),
-                                        ("energy_per_completed_j", "energy / completed (J)"))):
-            ax = axes[a][b]
-            for pol in pols:
-                ys = [_mean(rows, key, deployment=dep, rate_rps=x, policy=pol) for x in rates]
-                bold = pol in ("perllm", "oracle", "slotted_oracle")
-                ax.plot(rates, ys, marker="o", lw=2.5 if bold else 1, label=pol)
-            ax.set_xlabel("offered load (req/s)")
-            ax.set_ylabel(lab)
-            ax.set_title(f"{dep}: {lab}")
-            if key == "energy_per_completed_j":
-                ax.set_yscale("log")
-    axes[0][0].legend(fontsize=7)
+    # claim 1: throughput ratio vs the three comparators, paper values marked
+    fig, axes = plt.subplots(1, len(deps), figsize=(6.5 * len(deps), 4.2), squeeze=False)
+    for ax, dep in zip(axes[0], deps):
+        for comp, pv, col in zip(COMPARATORS, PAPER["throughput_x"], ("C0", "C1", "C2")):
+            pts = [c for c in cur if c["deployment"] == dep and c["comparator"] == comp]
+            xs = [c["load"] for c in pts]
+            ys = [c["goodput_x"] for c in pts]
+            err = [c["goodput_x_ci"] if math.isfinite(c["goodput_x_ci"]) else 0 for c in pts]
+            ax.errorbar(xs, ys, yerr=err, marker="o", color=col, capsize=2,
+                        label=f"CS-UCB / {comp}")
+            ax.axhline(pv, color=col, ls=":", lw=1, label=f"paper vs comparator: {pv}x")
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_xlabel("offered load (x measured saturation)")
+        ax.set_ylabel("goodput ratio (deadline-met req/s, CS-UCB / comparator)")
+        ax.set_title(f"{dep}: claim 2.2x / 2.1x / 1.6x throughput")
+        ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "perllm_load.png", dpi=90)
+    fig.savefig(out / "perllm_throughput_ratio.png", dpi=85)
     plt.close(fig)
-    files.append("perllm_load.png")
-    if regret:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for dep in deps:
-            for rate in sorted({r["rate_rps"] for r in regret if r["deployment"] == dep}):
-                pts = [r for r in regret if r["deployment"] == dep and r["rate_rps"] == rate
-                       and r["seed"] == 0]
-                ax.plot([p["t"] for p in pts], [p["cum_regret"] for p in pts],
-                        label=f"{dep} {rate} req/s")
-        ax.set_xlabel("requests dispatched")
-        ax.set_ylabel("cumulative regret vs MILP oracle (J-equivalent)")
-        ax.set_title("CS-UCB regret (model energy + theta x lateness)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "perllm_regret.png", dpi=90)
-        plt.close(fig)
-        files.append("perllm_regret.png")
+    files.append("perllm_throughput_ratio.png")
+    # claim 2: energy reduction, total and per on-time request
+    fig, axes = plt.subplots(1, len(deps), figsize=(6.5 * len(deps), 4.2), squeeze=False)
+    for ax, dep in zip(axes[0], deps):
+        for comp, col in zip(COMPARATORS, ("C0", "C1", "C2")):
+            pts = [c for c in cur if c["deployment"] == dep and c["comparator"] == comp]
+            xs = [c["load"] for c in pts]
+            ax.plot(xs, [c["energy_total_reduction_pct"] for c in pts], "-", marker="o",
+                    color=col, label=f"total energy vs {comp}")
+            ax.plot(xs, [c["energy_per_met_reduction_pct"] for c in pts], "--", marker="s",
+                    color=col, label=f"energy per on-time request vs {comp}")
+        ax.axhline(PAPER["energy_reduction_pct"], color="k", ls=":", label="paper: > 50 %")
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_xlabel("offered load (x measured saturation)")
+        ax.set_ylabel("energy reduction of CS-UCB (%)")
+        ax.set_title(f"{dep}: claim > 50 % lower energy cost")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "perllm_energy.png", dpi=85)
+    plt.close(fig)
+    files.append("perllm_energy.png")
+    # context: deadline satisfaction of every policy with the bound
+    pols = sorted({r["policy"] for r in rows})
+    fig, axes = plt.subplots(1, len(deps), figsize=(6.5 * len(deps), 4.2), squeeze=False)
+    for ax, dep in zip(axes[0], deps):
+        loads = sorted({r["load"] for r in rows if r["deployment"] == dep})
+        for pol in pols:
+            ms = [ci95(_vals(rows, "satisfaction", deployment=dep, load=f, policy=pol))
+                  for f in loads]
+            bold = pol in ("perllm", "fluid_bound")
+            ax.errorbar(loads, [m[0] for m in ms],
+                        yerr=[0 if not math.isfinite(m[1]) else m[1] for m in ms],
+                        marker="" if pol == "fluid_bound" else "o", capsize=2,
+                        lw=2.2 if bold else 1, ls=":" if pol == "fluid_bound" else "-",
+                        color="k" if pol == "fluid_bound" else None,
+                        label="proven upper bound (fluid LP)" if pol == "fluid_bound" else pol)
+        ax.set_xlabel("offered load (x measured saturation)")
+        ax.set_ylabel("deadline satisfaction (fraction on time)")
+        ax.set_title(f"{dep}: every dispatcher (mean over seeds, 95 % CI)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "perllm_satisfaction.png", dpi=85)
+    plt.close(fig)
+    files.append("perllm_satisfaction.png")
     return files
-
-
-def _git_sha() -> str:
-    return git_sha(__file__)
-
-
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    write_rows_csv(rows, path)
 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
     """The resolved configuration (full or ``--quick``)."""
+    variants = {"perllm_penalty": {"dispatcher": "perllm", "params": {"penalty": 1.0}}} \
+        if "penalty" in DISPATCHERS["perllm"].__dataclass_fields__ else {}
+    common = {"warmup_frac": 0.1, "bound_cell_s": 1.0, "bound_time_limit_s": 120.0,
+              "sat_rate": 100.0, "dispatchers": sorted(DISPATCHERS), "variants": variants,
+              "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0], "epoch_s": 10.0,
+              "slotted_slot_s": 1.0}
     if args.quick:
-        return {"deployments": ["D1"], "rates": [5.0, 30.0], "n": 100, "seeds": args.seeds or 1,
-                "epoch_s": 10.0, "milp_time_limit_s": 5.0, "planner_time_limit_s": 2.0,
-                "planner_iterations": 2, "dispatchers": sorted(DISPATCHERS),
-                "slotted_slot_s": 1.0, "slotted_time_limit_s": 5.0, "slotted_shares": [0.3],
-                "tune_rates": [20.0], "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0]}
-    return {"deployments": ["D1", "D2"], "rates": [5.0, 10.0, 20.0, 30.0, 40.0], "n": 300,
-            "seeds": args.seeds or 2, "epoch_s": 10.0, "milp_time_limit_s": 20.0,
-            "planner_time_limit_s": 5.0, "planner_iterations": 4,
-            "slotted_slot_s": 1.0, "slotted_time_limit_s": 20.0,
-            "slotted_shares": [0.2, 0.35, 0.5], "dispatchers": sorted(DISPATCHERS), "tune_rates": [10.0, 20.0, 40.0],
-            "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0]}
+        return {**common, "deployments": ["D1"], "loads": [0.2, 1.0], "n": 150,
+                "seeds": args.seeds or 1, "sat_n": 400, "tune_loads": [0.6], "tune_n": 100,
+                "planners": False, "planner_loads": [0.6], "planner_n": 100,
+                "milp_time_limit_s": 5.0, "planner_time_limit_s": 2.0, "planner_iterations": 1,
+                "slotted_time_limit_s": 5.0, "slotted_shares": [0.35]}
+    return {**common, "deployments": ["D1", "D2"], "loads": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
+            "n": 1000, "seeds": args.seeds or 4, "sat_n": 1500, "tune_loads": [0.2, 0.6, 1.0],
+            "tune_n": 300, "planners": not args.no_planners, "planner_loads": [0.2, 0.6, 1.0],
+            "planner_n": 300, "milp_time_limit_s": 20.0, "planner_time_limit_s": 5.0,
+            "planner_iterations": 4, "slotted_time_limit_s": 20.0,
+            "slotted_shares": [0.2, 0.35, 0.5]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point (``slo-opt reproduce perllm [--quick] [--out DIR] [--seeds N]``)."""
-    ap = argparse.ArgumentParser(prog="slo-opt reproduce perllm", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="slo-opt reproduce perllm", description=__doc__.split("\n")[0],
+        epilog="Full run (default): ~40 min on 2 cores (sweep ~30 min, planners ~8 min), "
+               "progress on stderr; --quick: < 1 min.")
     ap.add_argument("--quick", action="store_true", help="small CI-sized run (< 60 s)")
     ap.add_argument("--out", default="results/perllm", help="output folder")
     ap.add_argument("--seeds", type=int, default=0, help="repetitions per load (0 = default)")
+    ap.add_argument("--no-planners", action="store_true",
+                    help="skip the clairvoyant-planner study (epoch / slotted MILPs)")
     args = ap.parse_args(argv)
     if args.seeds < 0:
         ap.error("--seeds must be >= 0")
@@ -468,30 +694,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = config(args)
     t0 = time.perf_counter()
-    best, tuning = tune(cfg)
-    rows, regret = run(cfg, best)
-    head = headline(rows)
-    _write_csv(tuning, out / "tuning.csv")
-    _write_csv(rows, out / "records.csv")
-    _write_csv(regret, out / "regret.csv")
-    _write_csv(head, out / "headline.csv")
+    sat_info = {dep: measure_saturation(dep, cfg) for dep in cfg["deployments"]}
+    sat = {dep: v["saturation_rps"] for dep, v in sat_info.items()}
+    for dep, v in sat_info.items():
+        print(f"{dep}: measured saturation {v['saturation_rps']} req/s ({v['by']}; "
+              f"{v['throughputs']} at {v['offered_rps']} req/s offered)", file=sys.stderr)
+    tcfg = {**cfg, "n": cfg["tune_n"]}
+    best, tuning = tune(tcfg, sat)
+    n = len(cfg["deployments"]) * (len(cfg["loads"]) * cfg["seeds"]
+                                   + (len(cfg["planner_loads"]) if cfg["planners"] else 0))
+    prog = Progress(n, "perllm", quiet=args.quick)
+    rows = run(cfg, sat, best, prog)
+    planners = run_planners(cfg, sat, prog) if cfg["planners"] else []
+    cur = curves(rows)
+    table = results_table(rows)
+    write_rows_csv(tuning, out / "tuning.csv")
+    write_rows_csv(rows, out / "records.csv")
+    write_rows_csv(cur, out / "curves.csv")
+    write_rows_csv(table, out / "table.csv")
+    if planners:
+        write_rows_csv(planners, out / "planners.csv")
     from slo_opt import __version__ as ver
 
-    meta = {"config": cfg, "perllm_tuned": best, "tuning_seed": TUNING_SEED, "version": ver, "git_sha": _git_sha(), "paper": PAPER,
-            "comparators": COMPARATORS, "classes": CLASSES, "theta_j_per_s": THETA_J_PER_S,
-            "cluster": str(CONFIG.name), "deployments": DEPLOYMENTS,
-            "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()}
+    meta = {"config": cfg, "saturation": sat_info, "perllm_tuned": best,
+            "tuning_seed": TUNING_SEED, "version": ver, "git_sha": _git_sha(), "paper": PAPER,
+            "comparators": COMPARATORS, "classes": CLASSES, "cluster": str(CONFIG.name),
+            "deployments": DEPLOYMENTS, "wall_s": round(time.perf_counter() - t0, 1),
+            "cpu_count": os.cpu_count(), "schedules_checked": CHECKS["schedules"]}
     (out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
-    files = _plots(rows, regret, out)
-    for h in head:
-        if h["comparator"] in (*COMPARATORS, "oracle", "planner", "slotted_oracle",
-                                 "perllm_default"):
-            print(f"{h['deployment']} @ {h['rate_rps']} req/s: perllm vs {h['comparator']}: "
-                  f"goodput x{h['perllm_goodput_x']}, energy/completed "
-                  f"{h['perllm_energy_reduction_pct']:+.1f}% lower "
-                  f"(satisfaction {h['perllm_satisfaction']} vs {h['comparator_satisfaction']})")
-    print(f"wrote {out}/records.csv, regret.csv, headline.csv, tuning.csv, config.json, "
-          f"{', '.join(files)}")
+    files = _plots(rows, cur, out)
+    for dep in cfg["deployments"]:
+        print(f"== {dep} (saturation {sat[dep]} req/s): deadline satisfaction "
+              "(bound | perllm | comparators), goodput x and energy reduction vs each comparator")
+        for f in cfg["loads"]:
+            cs = [c for c in cur if c["deployment"] == dep and c["load"] == f
+                  and c["comparator"] in COMPARATORS]
+            if not cs:
+                continue
+            print(f"load {f:.1f}x ({cs[0]['rate_rps']:.1f} req/s): bound "
+                  f"{cs[0]['bound_satisfaction']:.3f} perllm {cs[0]['perllm_satisfaction']:.3f} | "
+                  + " | ".join(f"{c['comparator']} {c['comparator_satisfaction']:.3f} "
+                               f"x{c['goodput_x']:.2f} E {c['energy_total_reduction_pct']:+.0f}% "
+                               f"E/met {c['energy_per_met_reduction_pct']:+.0f}%" for c in cs))
+    print(f"{CHECKS['schedules']} site schedules checked by violations(); "
+          f"wall {time.perf_counter() - t0:.0f} s")
+    print(f"wrote {out}/records.csv, table.csv, curves.csv, tuning.csv, config.json"
+          + (", planners.csv" if planners else "") + f", {', '.join(files)}")
     return 0
 
 

@@ -108,7 +108,7 @@ def run_jobs(arrival_s: np.ndarray, exec_s: np.ndarray, *, policy: str, batching
              batch_size: int, key_s: np.ndarray | None = None,
              guard_s: np.ndarray | None = None, timeout_s: float = BATCH_WAIT_TIMEOUT_S,
              threshold_s: float = STARVATION_THRESHOLD_S,
-             factor: float = STARVATION_FACTOR) -> np.ndarray:
+             factor: float = STARVATION_FACTOR, requeue_key: str = "original") -> np.ndarray:
     """The authors' job-level FCFS / SJF event loops; returns completion times.
 
     Parameters
@@ -123,6 +123,10 @@ def run_jobs(arrival_s: np.ndarray, exec_s: np.ndarray, *, policy: str, batching
         member), ``continuous`` the repo's DYNAMIC_BATCHING (runs until the shortest finishes).
     guard_s : array or None
         Exec time in the starvation guard's ``k x`` rule; None = true remaining time (authors).
+    requeue_key : {"original", "remaining"}
+        SSJF's key for jobs re-queued by continuous batching: the original prediction (the
+        authors' ``sjf_dynamic.py``) or the predicted remaining time (prediction minus the
+        time already served; an ablation).
 
     Notes
     -----
@@ -157,6 +161,8 @@ def run_jobs(arrival_s: np.ndarray, exec_s: np.ndarray, *, policy: str, batching
         return fin
     if policy != "sjf":
         raise ValueError(f"unknown policy {policy!r}")
+    if requeue_key not in ("original", "remaining"):
+        raise ValueError(f"unknown requeue_key {requeue_key!r}")
     cw = np.zeros(n)
     t = prev = 0.0
     idx = 0
@@ -167,7 +173,12 @@ def run_jobs(arrival_s: np.ndarray, exec_s: np.ndarray, *, policy: str, batching
             while idx < n and arrival_s[idx] <= t:
                 q.append(idx)
                 idx += 1
-        key = rem if key_s is None else key_s
+        if key_s is None:
+            key = rem
+        elif requeue_key == "remaining":
+            key = np.maximum(key_s - (exec_s - rem), 0.0)
+        else:
+            key = key_s
         by_wait = sorted(q, key=lambda j: cw[j], reverse=True)
         o = by_wait[0]
         g = rem[o] if guard_s is None else guard_s[o]
@@ -310,7 +321,9 @@ def faithful(cfg: dict[str, Any], progress: Any = None) -> list[dict[str, Any]]:
                                 guard = None if cfg["guard"] == "true" else pe
                                 rows.append(_row({**base, "policy": "ssjf", "quality": q}, arr,
                                                  run_jobs(arr, exec_s, policy="sjf", key_s=pe,
-                                                          guard_s=guard, **kw)))
+                                                          guard_s=guard,
+                                                          requeue_key=cfg["requeue_key"],
+                                                          **kw)))
                             lb = _lower_bound(arr, exec_s, b)
                             rows.append({**base, "policy": "lower_bound", "quality": "",
                                          "mean_jct_s": lb, "p99_jct_s": float("nan"),
@@ -506,6 +519,24 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> list[str]:
     return files
 
 
+def by_rate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Means over runs per (mode, lengths, arrival, batching, B, rate or load, policy,
+    predictor quality): the compact table the report and figures are read from."""
+    keys = ("mode", "lengths", "arrival", "batching", "batch_size", "rate", "load", "policy",
+            "quality")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k, "") for k in keys), []).append(r)
+    out = []
+    for k, g in groups.items():
+        row = dict(zip(keys, k))
+        row["runs"] = len(g)
+        for m in ("mean_jct_s", "p99_jct_s", "throughput_25pct_rps", "throughput_total_rps"):
+            row[m] = _mean(g, m)
+        out.append(row)
+    return out
+
+
 def _reduction_plot(rows: list[dict[str, Any]], out: Path, plt: Any) -> list[str]:
     """Faithful mode: SSJF's JCT change vs FCFS over the arrival rate, paper range shaded."""
     fr = [r for r in rows if r["mode"] == "faithful" and r["arrival"] == "poisson"]
@@ -563,6 +594,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "batch_sizes": [4] if q else [2, 4, 6, 8, 10],
         "qualities": [0.5] if q else [0.0, 0.25, 0.5, 0.75, 1.0],
         "guard": args.guard,
+        "requeue_key": getattr(args, "requeue_key", "original"),
         "timeout_s": args.timeout_s,
         "engine": "h100/llama-3.1-8b",
         "clean_requests": 40 if q else 200,
@@ -575,16 +607,13 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-EXPECTED_FULL_S = {"faithful": 60, "faithful_released": 120, "clean": 420}
-"""Measured wall time of the full run per part on the shared 2-core machine (seconds)."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``slo-opt reproduce ssjf``)."""
     ap = argparse.ArgumentParser(
         prog="slo-opt reproduce ssjf", description=__doc__.split("\n")[0],
-        epilog="Full run (default): faithful ~1 min (+2 min with --released-predictions), clean "
-               "~7 min on 2 cores; --quick: < 1 min. Progress lines go to stderr.")
+        epilog="Full run (default): faithful ~1.5 min (+1.5 min with --released-predictions), "
+               "clean ~20 min on the shared 2-core machine (measured); --quick: < 1 min. "
+               "Progress lines go to stderr.")
     ap.add_argument("--quick", action="store_true", help="small smoke-test configuration")
     ap.add_argument("--out", default="results/ssjf", help="output directory")
     ap.add_argument("--seeds", type=int, default=None, help="repetitions (default 20 / 5)")
@@ -594,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="exec time in SSJF's starvation guard (authors: true)")
     ap.add_argument("--timeout-s", type=float, default=BATCH_WAIT_TIMEOUT_S,
                     help="authors' BATCH_WAIT_TIMEOUT (FCFS idles this long on a partial batch)")
+    ap.add_argument("--requeue-key", choices=["original", "remaining"], default="original",
+                    help="SSJF key of jobs re-queued by continuous batching (authors: original)")
     ap.add_argument("--released-predictions", default=None, metavar="CSV",
                     help="the authors' predictions_warmup_multi_cls_1000K.csv: adds faithful "
                          "runs on its (true length, predicted class) pairs")
@@ -621,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "clean" in cfg["modes"]:
         rows += clean(cfg, prog)
     _write_csv(rows, out / "records.csv")
+    _write_csv(by_rate(rows), out / "by_rate.csv")
     table = [h for m in cfg["modes"] for h in headline(rows, m)]
     if cfg["released"] and "faithful" in cfg["modes"]:
         table += headline(rows, "faithful", "released", lengths="released")

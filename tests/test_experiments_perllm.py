@@ -1,4 +1,4 @@
-"""Smoke test of the PerLLM reproduction (``--quick``)."""
+"""Smoke test of the PerLLM reproduction (``--quick``): outputs, the bound column, checks."""
 
 from __future__ import annotations
 
@@ -21,29 +21,44 @@ def _load():
     return mod
 
 
-def test_quick_run(tmp_path):
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perllm")
     mod = _load()
-    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
-    for f in ("records.csv", "regret.csv", "headline.csv", "tuning.csv", "config.json",
-              "perllm_load.png", "perllm_regret.png"):
-        assert (tmp_path / f).is_file(), f
-    rows = list(csv.DictReader(open(tmp_path / "records.csv")))
+    assert mod.main(["--quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_run_outputs(quick):
+    for f in ("records.csv", "table.csv", "curves.csv", "tuning.csv", "config.json",
+              "perllm_throughput_ratio.png", "perllm_energy.png", "perllm_satisfaction.png"):
+        assert (quick / f).is_file(), f
+    from slo_opt.dispatchers import DISPATCHERS
+
+    rows = list(csv.DictReader(open(quick / "records.csv")))
     pols = {r["policy"] for r in rows}
-    assert {"perllm", "perllm_default", "ucb", "random", "round_robin", "oracle",
-            "planner", "slotted_oracle"} <= pols
-    for r in rows:
-        assert 0.0 <= float(r["deadline_satisfaction"]) <= 1.0
-        assert float(r["energy_j"]) > 0
-        assert float(r["completed"]) + float(r["rejected"]) == float(r["n"])
-    cfg = json.loads((tmp_path / "config.json").read_text())
-    assert cfg["config"]["n"] == 100 and "git_sha" in cfg
-    # the tuning grid ran on its own seed and the chosen point is on the grid
-    tun = list(csv.DictReader(open(tmp_path / "tuning.csv")))
+    assert set(DISPATCHERS) | {"perllm_default", "fluid_bound"} <= pols
+    cfg = json.loads((quick / "config.json").read_text())
+    assert cfg["config"]["n"] == 150 and "git_sha" in cfg
+    assert cfg["schedules_checked"] >= 6 * len(pols)  # every site schedule went through violations
+    sat = cfg["saturation"]["D1"]
+    assert sat["saturation_rps"] == max(sat["throughputs"].values()) > 10
+    tun = list(csv.DictReader(open(quick / "tuning.csv")))
     assert len(tun) == 6 and cfg["tuning_seed"] not in {int(r["seed"]) for r in rows}
-    assert cfg["perllm_tuned"]["delta"] in (0.5, 1.0, 2.0)
-    assert cfg["perllm_tuned"]["lam"] in (0.5, 1.0)
-    # the planner keeps its best replay: never fewer met deadlines than its first iteration
+
+
+def test_bound_column_is_a_bound(quick):
+    rows = list(csv.DictReader(open(quick / "records.csv")))
+    for b in (r for r in rows if r["policy"] == "fluid_bound"):
+        same = [r for r in rows if r["policy"] != "fluid_bound" and r["load"] == b["load"]
+                and r["seed"] == b["seed"] and r["deployment"] == b["deployment"]]
+        assert len(same) >= 9
+        assert all(int(r["met_all"]) <= float(b["met_bound"]) + 1e-6 for r in same)
+        assert int(b["feasible_alone"]) >= float(b["met_bound"]) - 1e-6
     for r in rows:
-        if r["policy"] == "planner":
-            met = [int(x) for x in r["planner_met_by_iteration"].split()]
-            assert float(r["met"]) == max(met) >= met[0]
+        if r["policy"] != "fluid_bound":
+            assert 0.0 <= float(r["satisfaction"]) <= 1.0
+            assert abs(float(r["busy_share"]) + float(r["idle_share"]) + float(r["tran_share"])
+                       - 1) < 1e-6
+    table = list(csv.DictReader(open(quick / "table.csv")))
+    assert all(float(t["gap_pts"]) >= -1e-6 for t in table)

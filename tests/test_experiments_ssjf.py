@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,12 @@ from experiments.ssjf import (
     vicuna_lengths,
 )
 
+#: quick-mode SSJF JCT reductions vs FCFS (%) per (mode, batching, B), pinned; tolerance 0.5
+#: points (the runs are seeded, so any drift means the simulator or the policies changed)
+PINNED_QUICK = {("faithful", "none", 1): 31.1, ("faithful", "dynamic", 4): 30.9,
+                ("faithful", "continuous", 4): 23.4, ("clean", "none", 1): 12.0,
+                ("clean", "dynamic", 8): 39.4, ("clean", "continuous", 8): -0.1}
+
 
 def test_quick_run_writes_outputs(tmp_path):
     assert main(["--quick", "--out", str(tmp_path)]) == 0
@@ -23,7 +30,33 @@ def test_quick_run_writes_outputs(tmp_path):
     assert {r["mode"] for r in rows} == {"faithful", "clean"}
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert "git_sha" in cfg and cfg["config"]["num_jobs"] == 50
-    assert (tmp_path / "ssjf_faithful.png").exists()
+    assert cfg["schedules_checked"] == 9  # every clean-mode schedule went through violations
+    assert (tmp_path / "ssjf_faithful.png").exists() and (tmp_path / "ssjf_reduction.png").exists()
+    head = list(csv.DictReader(open(tmp_path / "headline.csv")))
+    got = {(h["mode"], h["batching"], int(h["batch_size"])): float(h["ssjf_jct_reduction_pct"])
+           for h in head}
+    for k, v in PINNED_QUICK.items():
+        assert abs(got[k] - v) <= 0.5, (k, got[k], v)
+    for h in head:  # the bound is a bound: every policy's mean JCT is above it
+        lb = float(h["lower_bound_jct_s"])
+        assert lb > 0 and all(float(h[k]) >= lb for k in ("fcfs_jct_s", "ssjf_jct_s", "sjf_jct_s"))
+
+
+@given(st.lists(st.tuples(st.integers(0, 10), st.integers(1, 40)), min_size=2, max_size=20),
+       st.integers(2, 4))
+def test_requeue_key_remaining_with_perfect_predictions_is_oracle_sjf(jobs, b):
+    """With predictions equal to the true exec times, keying re-queued jobs on the predicted
+    remaining time is exactly the oracle SJF (which re-sorts on the true remaining time)."""
+    jobs.sort()
+    arr = np.array([j[0] for j in jobs], float)
+    ex = np.array([j[1] / 10 for j in jobs])
+    inf = float("inf")
+    kw = {"batching": "continuous", "batch_size": b, "threshold_s": inf, "factor": inf}
+    oracle = run_jobs(arr, ex, policy="sjf", **kw)
+    rem = run_jobs(arr, ex, policy="sjf", key_s=ex.copy(), requeue_key="remaining", **kw)
+    assert np.allclose(oracle, rem)
+    with pytest.raises(ValueError):
+        run_jobs(arr, ex, policy="sjf", batching="none", batch_size=1, requeue_key="bad")
 
 
 def test_fcfs_waits_for_batch_timeout_but_sjf_does_not():
