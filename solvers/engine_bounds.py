@@ -25,8 +25,9 @@ Derivations (every coefficient is >= 0; each term dropped below is >= 0):
   ``>= c_p P + (c_d + c0 / K) D + c_c C`` (``D <= K``), and, where ``c0 >= c_k knee``,
   ``>= (c_p + c_k) P + (c_d + c_k + (c0 - c_k knee) / K) D + c_c C``.
 * :class:`~slo_opt.models.roofline.RooflineEngineModel`:
-  ``T = o + s D + max(t_w, g N) + kv C_all + t_attn (+ all-reduce) >= o D / K + s D
-  + lam t_w D / K + (1 - lam) g (P + D) + kv C`` for any ``lam`` in ``[0, 1]``
+  ``T = o + s D + max(t_w, g N + h S) + kv C_all + t_attn (+ all-reduce)`` (``S`` sampling
+  sequences, ``S >= D``; ``t_w >=`` its one-token value) ``>= o D / K + s D + lam t_w D / K
+  + (1 - lam) (g (P + D) + h D) + kv C`` for any ``lam`` in ``[0, 1]``
   (``max(a, b) >= lam a + (1 - lam) b``); planes for ``lam = 0`` and ``lam = 1``.
 * :class:`~slo_opt.models.table.TableEngineModel`: a pure-decode step of ``b`` sequences takes
   ``>= f(b) = min over contexts`` of the interpolated table (piecewise linear in the context,
@@ -115,17 +116,29 @@ def _kind(engine: object) -> str:
     raise TypeError(f"no step-time lower bound for engine type {type(engine).__name__}")
 
 
-def _roofline_terms(engine: object) -> tuple[float, float, float, float, float]:
-    """``(overhead_s, per_seq_s, t_weights_s, s_per_token_gemm, s_per_ctx_token)``."""
+def _roofline_terms(engine: object) -> tuple[float, float, float, float, float, float]:
+    """``(overhead_s, per_seq_s, t_weights_min_s, s_per_token, s_per_sampled_seq,
+    s_per_ctx_token)`` of :class:`~slo_opt.models.roofline.RooflineEngineModel`.
+
+    The weight read of a non-empty step is at least the dense weights, the LM head and, for a
+    mixture of experts, ``k`` experts per layer (one token activates ``k``); GEMM FLOPs are
+    ``2 active_params`` per token plus ``2 head_params`` per sampling sequence (every decode).
+    """
     from slo_opt.models.kv import kv_bytes_per_token, weight_bytes
 
     e = engine
+    sh = e.shape  # type: ignore[attr-defined]
     tp = e.tensor_parallel  # type: ignore[attr-defined]
     bw = e.eta_mem * e.gpu.memory_bandwidth_bytes_per_s * tp  # type: ignore[attr-defined]
     fl = e.eta_flops * e.gpu.peak_bf16_flops_per_s * tp  # type: ignore[attr-defined]
-    return (float(e.overhead_s), float(e.per_seq_s),  # type: ignore[attr-defined]
-            weight_bytes(e.shape) / bw, e.shape.flops_per_token / fl,  # type: ignore[attr-defined]
-            kv_bytes_per_token(e.shape) / bw)  # type: ignore[attr-defined]
+    bpp = weight_bytes(sh) / sh.params
+    read = float(sh.body_params - sh.num_layers * sh.num_experts * sh.expert_params) \
+        + float(sh.head_params)
+    if sh.is_moe:
+        read += sh.num_layers * sh.experts_per_token * sh.expert_params
+    return (float(e.overhead_s), float(e.per_seq_s), bpp * read / bw,  # type: ignore[attr-defined]
+            2.0 * sh.active_body_params / fl, 2.0 * sh.head_params / fl,
+            kv_bytes_per_token(sh) / bw)
 
 
 def step_planes(engine: object, max_seqs: int) -> tuple[StepPlane, ...]:
@@ -146,8 +159,8 @@ def step_planes(engine: object, max_seqs: int) -> tuple[StepPlane, ...]:
             out.append(StepPlane(cp + ck, cd + ck + (c0 - ck * knee) / k, cc, k, "linear+knee"))
         return tuple(out)
     if kind == "roofline":
-        o, s, tw, g, kv = _roofline_terms(e)
-        return (StepPlane(g, s + o / k + g, kv, k, "roofline-compute"),
+        o, s, tw, g, gh, kv = _roofline_terms(e)
+        return (StepPlane(g, s + o / k + g + gh, kv, k, "roofline-compute"),
                 StepPlane(0.0, s + (o + tw) / k, kv, k, "roofline-memory"))
     if kind == "table":
         f = min(_table_decode_floor(e, b) / b for b in range(1, k + 1))
@@ -170,8 +183,8 @@ def decode_step_floor_s(engine: object, k: int) -> float:
     if kind == "linear":
         return float(e.c0_s + e.c_decode_s * k)  # type: ignore[attr-defined]
     if kind == "roofline":
-        o, s, tw, g, _ = _roofline_terms(e)
-        return o + s * k + max(tw, g * k)
+        o, s, tw, g, gh, _ = _roofline_terms(e)
+        return o + s * k + max(tw, (g + gh) * k)
     if kind == "table":
         f = _table_decode_floor(e, k)
         if e.prefill_tokens is None:  # type: ignore[attr-defined]
@@ -191,7 +204,7 @@ def _prefill_floor_s(engine: object, prompt_tokens: np.ndarray) -> np.ndarray:
     if kind == "linear":
         return nsteps * float(e.c0_s) + float(e.c_prefill_s) * p  # type: ignore[attr-defined]
     if kind == "roofline":
-        o, _, tw, g, _ = _roofline_terms(e)
+        o, _, tw, g, _, _ = _roofline_terms(e)
         return nsteps * o + np.maximum(nsteps * tw, g * p)
     if kind == "table":
         if e.prefill_tokens is None:  # type: ignore[attr-defined]
@@ -229,8 +242,8 @@ def min_inference_s(engine: object, prompt_tokens: np.ndarray,
         ctx = float(e.c_ctx_s) * (d * p + d * (d + 1.0) / 2.0)  # type: ignore[attr-defined]
         return pre + d * per + ctx
     if kind == "roofline":
-        o, s, tw, g, kv = _roofline_terms(e)
-        return pre + d * (o + s + max(tw, g)) + kv * (d * p + d * (d + 1.0) / 2.0)
+        o, s, tw, g, gh, kv = _roofline_terms(e)
+        return pre + d * (o + s + max(tw, g + gh)) + kv * (d * p + d * (d + 1.0) / 2.0)
     if kind == "table":
         # beyond the grid the interpolation extrapolates with a non-negative slope
         fl = min(decode_step_floor_s(e, b) for b in range(1, _table_bmax(e) + 1))

@@ -28,9 +28,11 @@ from slo_opt.solvers.engine_jct import engine_mean_jct_bound
 
 ENGINES = {
     "h100-linear": lambda: get_engine("h100/llama-3.1-8b"),
-    "a100-linear-public": lambda: get_engine("a100/llama-3.1-8b"),
+    "a100-roofline-8b": lambda: get_engine("a100/llama-3.1-8b"),
     "jetson-roofline": lambda: get_engine("jetson-orin/llama-3.2-1b"),
     "a100-roofline": lambda: get_engine("a100/qwen2.5-7b"),
+    "a100-roofline-tp2": lambda: get_engine("a100/llama-3.1-8b", tensor_parallel_size=2),
+    "h100-moe-roofline": lambda: get_engine("h100/qwen3-30b-a3b"),
     "edge-table": lambda: get_engine("slice-edge/chatglm2-6b-int4"),
     "h100-table-curve": lambda: get_engine("h100/llama-3.1-8b", kind="table"),
     "slot": lambda: SlotEngine(step_s=0.05, max_batch_tokens=48, kv_capacity_tokens=4096),
