@@ -198,3 +198,16 @@ def test_rtx4090_grid_point_is_the_csv_sum():
     want = 32 * (per_layer + attn + eng.graph_gap_s * 1e6) + once + seq
     got = eng.step_time_s(BatchShape(decode_seqs=32, decode_context_tokens=32 * 1024))
     assert got == pytest.approx(want * 1e-6, rel=1e-6)
+
+
+def test_every_profile_folder_has_its_provenance():
+    # each shipped profile folder says where its numbers come from (README) and how they were
+    # produced (provenance JSON, or the layer profiler's meta.yaml)
+    for d in sorted(p for p in profiles_dir().rglob("*") if p.is_dir() and p.name != "tp1"):
+        tables = list(d.glob("*.csv")) + list(d.glob("*.layerwise.json"))
+        if not tables and not (d / "tp1").is_dir():
+            continue
+        readme = d / "README.md" if (d / "README.md").is_file() else d.parent / "README.md"
+        assert readme.is_file(), d
+        assert any(d.glob("*provenance.json")) or (d / "meta.yaml").is_file() or \
+            d.name == "slice-edge", d
