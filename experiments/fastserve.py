@@ -122,6 +122,39 @@ def headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, 
     return out
 
 
+PAPER = {"mean_jct_x_vs_orca": 5.1, "p99_jct_x_vs_orca": 6.4,
+         "throughput_x_vs_vllm_mean": 31.4, "throughput_x_vs_vllm_p99": 17.9}
+"""FastServe's claims: v1 (vs Orca, average / tail JCT, [R]) and v3 (vs vLLM, throughput at the
+same average / tail latency requirement, [P])."""
+
+
+def rate_at_latency(rows: list[dict[str, Any]], cfg: dict[str, Any], key: str,
+                    target_s: float) -> list[dict[str, Any]]:
+    """Per (lengths, kv, scheduler): the largest arrival rate whose ``key`` (mean or p99 JCT,
+    seed mean) stays <= ``target_s``, linearly interpolated between measured rates (0 if even
+    the lightest load misses, ``>= max rate`` marked when the heaviest still meets it)."""
+    out = []
+    rates = sorted(cfg["rates"])
+    for ln in cfg["lengths"]:
+        for kv in cfg["kv"]:
+            for n in ("fastserve", "orca", "vllm"):
+                ys = [_mean(rows, key, lengths=ln, kv=kv, rate=r, scheduler=n) for r in rates]
+                best, capped = 0.0, False
+                for i, (r, y) in enumerate(zip(rates, ys)):
+                    if y <= target_s:
+                        best = r
+                        if i == len(rates) - 1:
+                            capped = True
+                        continue
+                    if i > 0 and ys[i - 1] <= target_s:
+                        best = rates[i - 1] + (target_s - ys[i - 1]) * (r - rates[i - 1]) / (
+                            y - ys[i - 1])
+                    break
+                out.append({"lengths": ln, "kv": kv, "scheduler": n, "metric": key,
+                            "target_s": target_s, "max_rate": best, "at_max_measured": capped})
+    return out
+
+
 def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     try:
         import matplotlib
@@ -152,14 +185,39 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     f = out / "fastserve_jct.png"
     fig.savefig(f, dpi=90)
     plt.close(fig)
-    return [f.name]
+    files = [f.name]
+    rates = sorted({r["rate"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, pv, lab in ((axes[0], "mean_jct_s", PAPER["mean_jct_x_vs_orca"], "mean"),
+                             (axes[1], "p99_jct_s", PAPER["p99_jct_x_vs_orca"], "p99")):
+        for c, (ln, kv) in enumerate(combos):
+            for base, ls in (("orca", "-"), ("vllm", "--")):
+                ys = [_mean(rows, key, lengths=ln, kv=kv, rate=x, scheduler=base)
+                      / _mean(rows, key, lengths=ln, kv=kv, rate=x, scheduler="fastserve")
+                      for x in rates]
+                ax.plot(rates, ys, ls, marker="o", color=f"C{c}", label=f"{base} / fastserve, "
+                        f"{ln}, KV {kv}")
+        ax.axhline(pv, color="k", ls=":", label=f"paper (v1, vs Orca): up to {pv}x")
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("arrival rate (req/s)")
+        ax.set_ylabel(f"{lab} JCT ratio (baseline / FastServe)")
+        ax.set_title(f"Claim: {lab} JCT up to {pv}x better than Orca")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    f = out / "fastserve_ratio.png"
+    fig.savefig(f, dpi=90)
+    plt.close(fig)
+    files.append(f.name)
+    return files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(
         prog="slo-opt reproduce fastserve", description=__doc__.split("\n")[0],
-        epilog="Full run: ~6 min on 2 cores (progress on stderr); --quick: < 1 min.")
+        epilog="Full run: ~10 min on the shared 2-core machine (progress on stderr); "
+               "--quick: < 1 min.")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/fastserve")
     ap.add_argument("--seeds", type=int, default=None)
@@ -170,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--seeds must be >= 1")
     cfg = {"engine": "h100/llama-3.1-8b", "max_batch_seqs": 32, "seed": args.seed,
            "seeds": 1 if q else (args.seeds or 3), "num_requests": 40 if q else 300,
-           "rates": [10.0] if q else [5.0, 10.0, 15.0, 20.0],
+           "rates": [10.0] if q else [2.5, 5.0, 7.5, 10.0, 15.0, 20.0],
+           "latency_targets_s": {"mean_jct_s": [5.0, 10.0, 20.0], "p99_jct_s": [15.0, 30.0, 60.0]},
            "lengths": ["azure"] if q else ["azure", "heavy"],
            "kv": {"ample": None, "pressure": 32768}}
     out = Path(args.out)
@@ -181,8 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_rows_csv(rows, out / "records.csv")
     head = headline(rows, cfg)
     write_rows_csv(head, out / "headline.csv")
+    at = [x for key, ts in cfg["latency_targets_s"].items() for t in ts
+          for x in rate_at_latency(rows, cfg, key, t)]
+    write_rows_csv(at, out / "rate_at_latency.csv")
     write_config(out / "config.json", cfg, wall_s=time.perf_counter() - t0,
-                 schedules_checked=CHECKS["schedules"])
+                 schedules_checked=CHECKS["schedules"], paper=PAPER)
     files = _plot(rows, out)
     print(f"{'lengths':8} {'kv':9} {'rate':>5} {'LB':>7} " + " ".join(
         f"{n + ' mean/p99 (gap%)':>26}" for n in ("fastserve", "orca", "vllm")))
@@ -190,6 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{h['lengths']:8} {h['kv']:9} {h['rate']:5.1f} {h['lower_bound_s']:7.2f} " + " ".join(
             f"{h[n + '_mean_s']:7.2f}/{h[n + '_p99_s']:7.2f} ({h[n + '_gap_pct']:5.0f}%)"
             for n in ("fastserve", "orca", "vllm")))
+    print("== largest arrival rate (req/s) meeting a latency target (interpolated; '>=' = "
+          "still met at the heaviest rate measured)")
+    for x in at:
+        if x["scheduler"] == "fastserve":
+            o = {y["scheduler"]: y for y in at if all(y[k] == x[k] for k in (
+                "lengths", "kv", "metric", "target_s"))}
+            print(f"{x['lengths']:6} KV {x['kv']:8} {x['metric']:10} <= {x['target_s']:5.1f} s: "
+                  + " ".join(f"{n} {'>=' if o[n]['at_max_measured'] else ''}"
+                             f"{o[n]['max_rate']:.1f}" for n in ("fastserve", "orca", "vllm")))
     print(f"{CHECKS['schedules']} schedules checked by violations()")
     print(f"wrote {out}/records.csv, config.json, {', '.join(files)}")
     return 0

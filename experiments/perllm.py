@@ -499,6 +499,80 @@ def run_planners(cfg: dict[str, Any], sat: dict[str, float],
     return rows
 
 
+class _Logged:
+    """Wraps a dispatcher; logs, for each request it places, the placement-time prediction
+    (``ClusterView.predicted_e2e_s``, the estimate CS-UCB's time constraint uses) and the
+    unloaded inference time of the chosen site."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "logged")
+        self.log: dict[int, tuple[float, float]] = {}
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.log = {}
+
+    def choose(self, view: Any) -> int | None:
+        j = self.inner.choose(view)
+        if j is not None:
+            self.log[view.rid] = (float(view.predicted_e2e_s()[j]), float(view.infer_s[j]))
+        return j
+
+    def observe(self, feedback: Any) -> None:
+        self.inner.observe(feedback)
+
+
+def diagnose(cfg: dict[str, Any], sat: dict[str, float], perllm_params: dict[str, float],
+             ) -> list[dict[str, Any]]:
+    """Why CS-UCB meets fewer deadlines than random at light load: per policy and service
+    class, the share sent to the edge, deadline satisfaction there and in the cloud, and the
+    realised / predicted e2e of CS-UCB's constraint estimate."""
+    rows: list[dict[str, Any]] = []
+    pols = [("perllm", perllm_params), ("perllm_default", {}), ("random", {}), ("ucb", {}),
+            ("min_latency", {})] + [(k, v["params"]) for k, v in cfg["variants"].items()]
+    for dep in cfg["deployments"]:
+        cluster = build_cluster(dep)
+        edge = np.array([t == "edge" for t in cluster.tiers])
+        for f in cfg["diagnose_loads"]:
+            rate = round(f * sat[dep], 3)
+            for seed in range(cfg["diagnose_seeds"]):
+                w, pay = build_workload(cluster, cfg["n"], rate,
+                                        np.random.default_rng([seed, int(rate * 1000)]))
+                for name, params in pols:
+                    reg = "perllm" if name.startswith("perllm") else name
+                    disp = _Logged(_dispatcher(reg, seed, params))
+                    r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(1000 + seed),
+                                         payload_bytes=pay)
+                    rec = r.records
+                    site = rec["site"]
+                    on_edge = np.where(site >= 0, edge[np.maximum(site, 0)], False)
+                    pred = np.array([disp.log.get(i, (math.nan, math.nan))[0]
+                                     for i in range(len(w))])
+                    for c in [x[0] for x in CLASSES]:
+                        sel = rec["class_label"] == c
+                        e, cl = sel & on_edge, sel & ~on_edge & (site >= 0)
+                        ratio = (rec["e2e_s"] / pred)[e]
+                        rows.append({
+                            "deployment": dep, "load": f, "rate_rps": rate, "seed": seed,
+                            "policy": name, "class": c, "n": int(sel.sum()),
+                            "edge_share": float(on_edge[sel].mean()),
+                            "satisfaction": float(rec["met"][sel].mean()),
+                            "satisfaction_edge": float(rec["met"][e].mean()) if e.any()
+                            else math.nan,
+                            "satisfaction_cloud": float(rec["met"][cl].mean()) if cl.any()
+                            else math.nan,
+                            "edge_e2e_over_predicted": float(np.nanmedian(ratio))
+                            if e.any() else math.nan,
+                            "edge_e2e_over_deadline_missed": float(np.nanmedian(
+                                (rec["e2e_s"] / rec["deadline_s"])[e & ~rec["met"]]))
+                            if (e & ~rec["met"]).any() else math.nan,
+                            "busiest_site_share": float(np.bincount(site[sel & (site >= 0)],
+                                                                    minlength=len(edge)).max()
+                                                        / max(int(sel.sum()), 1))})
+    return rows
+
+
 # -- curves, headline, plots (pure functions of the rows) -------------------------------------
 
 
@@ -664,12 +738,14 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
               "slotted_slot_s": 1.0}
     if args.quick:
         return {**common, "deployments": ["D1"], "loads": [0.2, 1.0], "n": 150,
+                "diagnose_loads": [0.2], "diagnose_seeds": 1,
                 "seeds": args.seeds or 1, "sat_n": 400, "tune_loads": [0.6], "tune_n": 100,
                 "planners": False, "planner_loads": [0.6], "planner_n": 100,
                 "milp_time_limit_s": 5.0, "planner_time_limit_s": 2.0, "planner_iterations": 1,
                 "slotted_time_limit_s": 5.0, "slotted_shares": [0.35]}
     return {**common, "deployments": ["D1", "D2"], "loads": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
             "n": 1000, "seeds": args.seeds or 4, "sat_n": 1500, "tune_loads": [0.2, 0.6, 1.0],
+            "diagnose_loads": [0.2, 0.4], "diagnose_seeds": 2,
             "tune_n": 300, "planners": not args.no_planners, "planner_loads": [0.2, 0.6, 1.0],
             "planner_n": 300, "milp_time_limit_s": 20.0, "planner_time_limit_s": 5.0,
             "planner_iterations": 4, "slotted_time_limit_s": 20.0,
@@ -706,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = Progress(n, "perllm", quiet=args.quick)
     rows = run(cfg, sat, best, prog)
     planners = run_planners(cfg, sat, prog) if cfg["planners"] else []
+    diag = diagnose(cfg, sat, best)
     cur = curves(rows)
     table = results_table(rows)
     write_rows_csv(tuning, out / "tuning.csv")
@@ -714,6 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_rows_csv(table, out / "table.csv")
     if planners:
         write_rows_csv(planners, out / "planners.csv")
+    write_rows_csv(diag, out / "diagnose.csv")
     from slo_opt import __version__ as ver
 
     meta = {"config": cfg, "saturation": sat_info, "perllm_tuned": best,

@@ -21,3 +21,10 @@ def test_quick_run_writes_outputs(tmp_path):
             assert all(float(r["mean_jct_s"]) <= float(x["mean_jct_s"]) for x in same)
     head = list(csv.DictReader(open(tmp_path / "headline.csv")))
     assert all(float(h["vllm_gap_pct"]) >= 0 for h in head)
+    # pinned quick-mode numbers (seeded; tolerance 1 % relative): light-tailed Azure lengths at
+    # 10 req/s, the three policies coincide with ample KV and the bound is 77 % of their JCT
+    got = {(h["kv"]): h for h in head}
+    for kv, fs, orca, lb in (("ample", 3.01, 3.01, 2.32), ("pressure", 3.01, 3.10, 2.32)):
+        assert abs(float(got[kv]["fastserve_mean_s"]) / fs - 1) < 0.01
+        assert abs(float(got[kv]["orca_mean_s"]) / orca - 1) < 0.01
+        assert abs(float(got[kv]["lower_bound_s"]) / lb - 1) < 0.01
