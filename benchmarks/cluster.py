@@ -23,10 +23,10 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from slo_opt.cluster import Cluster
-from slo_opt.cluster_sim import simulate_cluster
-from slo_opt.dispatchers import make
-from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
+from slo_opt.edge.cluster import Cluster
+from slo_opt.edge.dispatchers import make
+from slo_opt.edge.simulation import simulate_cluster
+from slo_opt.workloads.generators import EmpiricalLengths, clip_lengths, synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 

@@ -42,7 +42,7 @@ from slo_opt.models.catalog import get_engine, profiles_dir
 from slo_opt.models.linear import LinearEngineModel
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 

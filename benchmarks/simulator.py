@@ -35,8 +35,8 @@ from slo_opt import make, simulate
 from slo_opt.metrics import summary
 from slo_opt.models.catalog import get_engine
 from slo_opt.request import SLO
-from slo_opt.traces import available_traces, load_trace
-from slo_opt.workload import EmpiricalLengths, synthetic, with_slo
+from slo_opt.workloads.generators import EmpiricalLengths, synthetic, with_slo
+from slo_opt.workloads.traces import available_traces, load_trace
 
 
 class _Counting:

@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/solvers.py [--quick] [--out DIR]``. Writes ``solvers.json`` and
 ``solvers.png``. ``pattern`` rows: the pattern MILP (formulation A, a primal) inside
-:func:`slo_opt.solvers.pattern_milp.solve_with_certificate`, with the certificate gap between
+:func:`slo_opt.study.certificate.solve_with_certificate`, with the certificate gap between
 the best feasible schedule and the best proven bound (per-slot MILP dual bound, its LP, fluid). Instances: :func:`slo_opt.solvers.scenarios.scaled_workload` (scaled-down
 lengths) on the default ``SlotEngine`` (50 ms, B = 256, M = 2048), seed 1.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from slo_opt.metrics import attainment
 from slo_opt.schedulers import SCHEDULERS, make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers import GoodputMILP, Instance, solve
 from slo_opt.solvers.fluid_bound import FluidBound
 from slo_opt.solvers.scenarios import default_engine, scaled_workload
@@ -76,7 +76,7 @@ def bench_bound(kind, sizes, loads, time_limit_s):
 
 
 def bench_pattern(sizes, loads, time_limit_s):
-    from slo_opt.solvers.pattern_milp import solve_with_certificate
+    from slo_opt.study.certificate import solve_with_certificate
 
     rows = []
     for load in loads:

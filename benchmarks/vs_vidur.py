@@ -102,7 +102,7 @@ from slo_opt import make, simulate
 from slo_opt.metrics import request_metrics
 from slo_opt.models.catalog import get_engine
 from slo_opt.models.kv import get_shape, kv_capacity_tokens
-from slo_opt.traces import available_traces, load_trace
+from slo_opt.workloads.traces import available_traces, load_trace
 
 BLOCK = 16
 MAX_TOKENS = 4096  # Vidur's trace-replay max_tokens (prompt + output), Llama-2's context

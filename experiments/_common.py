@@ -39,8 +39,8 @@ def _check(schedule: Any, workload: Any, engine: Any, what: str) -> None:
 
 
 def simulate_checked(workload: Any, engine: Any, scheduler: Any, **kw: Any) -> Any:
-    """:func:`slo_opt.simulator.simulate`, then :func:`violations` (raises if any)."""
-    from slo_opt.simulator import simulate
+    """:func:`slo_opt.sim.simulator.simulate`, then :func:`violations` (raises if any)."""
+    from slo_opt.sim.simulator import simulate
 
     s = simulate(workload, engine, scheduler, **kw)
     _check(s, workload, engine, f"{getattr(scheduler, 'name', scheduler)} on {engine.name}")

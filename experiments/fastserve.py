@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from slo_opt.runrecord import write_config, write_rows_csv
+from slo_opt.study.runrecord import write_config, write_rows_csv
 
 try:
     from experiments._common import CHECKS, Progress, simulate_checked
@@ -37,7 +37,7 @@ __all__ = ["main", "run"]
 
 def _workload(kind: str, n: int, rate: float, rng: np.random.Generator) -> Any:
     from slo_opt.request import Workload
-    from slo_opt.traces import default_workload
+    from slo_opt.workloads.traces import default_workload
 
     tr = default_workload()
     idx = rng.integers(0, len(tr), n)

@@ -22,12 +22,12 @@ import numpy as np
 
 from slo_opt.checks import violations
 from slo_opt.metrics import attainment
-from slo_opt.runrecord import git_sha
 from slo_opt.schedulers import SCHEDULERS, make
-from slo_opt.simulator import replay, simulate
+from slo_opt.sim.simulator import replay, simulate
 from slo_opt.solvers import GoodputMILP, Instance, solve
 from slo_opt.solvers.fluid_bound import FluidBound
 from slo_opt.solvers.scenarios import default_engine, scaled_workload
+from slo_opt.study.runrecord import git_sha
 
 
 @dataclass

@@ -46,12 +46,12 @@ from typing import Any
 
 import numpy as np
 
-from slo_opt.cluster import Cluster, service_time_s
-from slo_opt.cluster_sim import AssignmentDispatcher, placement_inputs, simulate_cluster
-from slo_opt.dispatchers import DISPATCHERS, make
+from slo_opt.edge.cluster import Cluster, service_time_s
+from slo_opt.edge.dispatchers import DISPATCHERS, make
+from slo_opt.edge.simulation import AssignmentDispatcher, placement_inputs, simulate_cluster
 from slo_opt.request import Workload
-from slo_opt.runrecord import git_sha, write_rows_csv
-from slo_opt.workload import EmpiricalLengths, clip_lengths, synthetic
+from slo_opt.study.runrecord import git_sha, write_rows_csv
+from slo_opt.workloads.generators import EmpiricalLengths, clip_lengths, synthetic
 
 try:
     from experiments._common import CHECKS, Progress, check_site_schedules, ci95
@@ -222,7 +222,8 @@ def slotted_assignment(w: Workload, cluster: Cluster, pay: np.ndarray, seed: int
     about arrivals, lengths and bandwidth; the site schedulers are not told the planned start
     slots, so the MILP's count is a plan, not a bound on the replay.
     """
-    from slo_opt.solvers.placement_slotted import slotted_inputs, solve_slotted
+    from slo_opt.solvers.placement_slotted import solve_slotted
+    from slo_opt.study.placement import slotted_inputs
 
     best: tuple[tuple[int, float], np.ndarray, dict[str, Any]] | None = None
     wall = 0.0
@@ -342,7 +343,7 @@ def bound_inputs(w: Workload, cluster: Cluster, pay: np.ndarray, net_seed: int,
     :mod:`slo_opt.solvers.engine_bounds` per site engine (``inf`` where the KV cache cannot
     hold the request).
     """
-    from slo_opt.cluster_sim import SlotBandwidth
+    from slo_opt.edge.simulation import SlotBandwidth
     from slo_opt.metrics import SLO_TOL_S
     from slo_opt.solvers.engine_bounds import min_inference_s, request_work_s, step_planes
 

@@ -8,7 +8,7 @@ time versus Orca and FastServe on an edge GPU. Studies (each a set of flat rows)
   the authors' ``SLICE::ConstructMatrix`` resets ``dynamicMatrixIndex``), SLICE without the
   restart (``slice_norestart``), SLICE-skip, SLICE-tuned (spread mask, ``ratio`` 0.85: a 15 %
   margin for the prefill time that ``T_period`` ignores), Orca, FastServe, vLLM and EDF on the
-  edge workload (:mod:`slo_opt.slice_workload`) over a Poisson load sweep, on
+  edge workload (:mod:`slo_opt.workloads.edge`) over a Poisson load sweep, on
   ``slice-edge/chatglm2-6b-int4`` (the paper's published ``l(k)``) and ``h100/llama-3.1-8b``;
   every instance also gets the batch-size-resolved fluid LP bound
   (:mod:`slo_opt.solvers.tpot_fluid`), a proven upper bound on the attainment of every policy
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from slo_opt.runrecord import write_config, write_rows_csv
+from slo_opt.study.runrecord import write_config, write_rows_csv
 
 try:
     from experiments._common import CHECKS, Progress, ci95, simulate_checked
@@ -119,8 +119,8 @@ def run(cfg: dict[str, Any], progress: Any = None) -> dict[str, list[dict[str, A
     """All studies; returns ``{"records": ..., "decisions": ..., "bound": ...}`` flat rows."""
     from slo_opt.models.catalog import get_engine
     from slo_opt.schedulers import make
-    from slo_opt.slice_workload import edge_workload
     from slo_opt.solvers.slice_milp import cycle_instance_from_decision, solve_cycle
+    from slo_opt.workloads.edge import edge_workload
 
     records: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from slo_opt.metrics import throughput_25pct_rps
-from slo_opt.predictors import ConfusionMatrixPredictor
 from slo_opt.request import Workload
-from slo_opt.runrecord import git_sha, write_rows_csv
+from slo_opt.study.runrecord import git_sha, write_rows_csv
+from slo_opt.workloads.predictors import ConfusionMatrixPredictor
 
 try:
     from experiments._common import CHECKS, Progress, simulate_checked
@@ -353,8 +353,8 @@ def clean(cfg: dict[str, Any], progress: Any = None) -> list[dict[str, Any]]:
     from slo_opt.models.catalog import get_engine
     from slo_opt.schedulers import make
     from slo_opt.schedulers.sjf import exec_time_estimate_s
-    from slo_opt.traces import default_workload
-    from slo_opt.workload import rescale_rate
+    from slo_opt.workloads.generators import rescale_rate
+    from slo_opt.workloads.traces import default_workload
 
     engine = get_engine(cfg["engine"])
     trace = default_workload()

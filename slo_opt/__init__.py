@@ -1,5 +1,6 @@
 """slo_opt: formal optimisation and analysis of SLO-aware LLM inference scheduling."""
 
+from slo_opt import _moved
 from slo_opt.checks import is_feasible, violations
 from slo_opt.engine import BatchShape, EngineModel
 from slo_opt.request import SLO, Request, Workload, WorkloadError
@@ -13,7 +14,9 @@ from slo_opt.schedulers import (
     make,
     register,
 )
-from slo_opt.simulator import InvalidPlan, SchedulerStalled, replay, simulate
+from slo_opt.sim.simulator import InvalidPlan, SchedulerStalled, replay, simulate
+
+_moved.install()  # old module paths (slo_opt.simulator, ...) for one release
 
 __version__ = "0.1.0"
 

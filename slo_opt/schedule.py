@@ -28,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AllocTable", "EventKind", "EventTable", "Schedule", "StepTable"]
+__all__ = ["ARRIVAL_EPS_S", "AllocTable", "EventKind", "EventTable", "Schedule", "StepTable",
+           "compress_allocs"]
+
+#: Arrivals up to this far after a step's start are visible to that step (float tolerance);
+#: shared by the simulator and the slotted formulations.
+ARRIVAL_EPS_S = 1e-9
 
 
 def _ro(a: Any, dtype: Any) -> np.ndarray:
@@ -281,3 +286,31 @@ def _at(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     ok = idx >= 0
     out[ok] = values[idx[ok]]
     return out
+
+
+def compress_allocs(req: np.ndarray, step: np.ndarray, num: np.ndarray, tok: np.ndarray,
+                    mergeable: np.ndarray | None = None) -> AllocTable:
+    """Canonical run-length form.
+
+    Rows flagged ``mergeable`` (one token that completes the request's next output token:
+    a decode, or the last token of a prompt) are merged with the next row of the same request
+    when that row is also mergeable and starts in the following step. Without flags, rows are
+    only sorted.
+    """
+    if req.size == 0:
+        return AllocTable(request=req, step=step, tokens=tok, num_steps=num)
+    if mergeable is None:
+        mergeable = np.zeros(req.size, bool)
+    order = np.lexsort((step, req))
+    req, step, num, tok = req[order], step[order], num[order], tok[order]
+    mg = np.asarray(mergeable, bool)[order] & (tok == 1)
+    cont = np.zeros(req.size, bool)
+    cont[1:] = ((req[1:] == req[:-1]) & (step[1:] == step[:-1] + num[:-1])
+                & mg[1:] & mg[:-1])
+    grp = np.cumsum(~cont) - 1
+    heads = np.flatnonzero(~cont)
+    total = np.bincount(grp, weights=num).astype(np.int64)
+    out_req, out_step, out_tok = req[heads], step[heads], tok[heads]
+    order2 = np.lexsort((out_req, out_step))
+    return AllocTable(request=out_req[order2], step=out_step[order2], tokens=out_tok[order2],
+                      num_steps=total[order2])

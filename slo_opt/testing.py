@@ -32,7 +32,7 @@ from slo_opt.models.linear import LinearEngineModel
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import SLO, Request, Workload
 from slo_opt.schedule import EventKind, Schedule
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 
 __all__ = [
     "ConformanceError",

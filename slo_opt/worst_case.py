@@ -5,7 +5,7 @@ offline optimum of the slotted engine and a policy's simulated value, over insta
 enough for the exact MILP, then lets hypothesis shrink the worst instance to a minimal one
 that is at least as bad. Every example is scored by two independent computations:
 
-* the **policy**: :func:`slo_opt.simulator.simulate`, checked by
+* the **policy**: :func:`slo_opt.sim.simulator.simulate`, checked by
   :func:`slo_opt.checks.violations`, scored by :mod:`slo_opt.metrics`;
 * the **optimum**: the MILP's extracted schedule (:class:`~slo_opt.solvers.GoodputMILP` for
   attainment and goodput, :class:`~slo_opt.solvers.jct_milp.MeanJCTMILP` for mean JCT), checked
@@ -49,7 +49,7 @@ from slo_opt.metrics import request_metrics
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedule import Schedule
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 
 __all__ = [
     "OBJECTIVES",
@@ -549,7 +549,7 @@ FILES = {"trace": "trace.csv", "policy_records": "policy_records.csv",
 def save_worst_case(wc: WorstCase, out_dir: str | Path, *, plot: bool = True) -> dict[str, Path]:
     """Write a :class:`WorstCase` to ``out_dir``; returns the paths written.
 
-    ``trace.csv`` (the instance, every column; :func:`slo_opt.traces.load_csv` reads it
+    ``trace.csv`` (the instance, every column; :func:`slo_opt.workloads.traces.load_csv` reads it
     back), ``policy_records.csv`` / ``optimum_records.csv`` (one row per request, the columns of
     ``slo-opt simulate``'s records), ``policy_schedule.npz`` / ``optimum_schedule.npz`` (the
     schedules, :meth:`Schedule.load_npz`), ``worst.json`` (:meth:`WorstCase.summary`) and
@@ -560,7 +560,7 @@ def save_worst_case(wc: WorstCase, out_dir: str | Path, *, plot: bool = True) ->
     import json
 
     from slo_opt.metrics import request_records
-    from slo_opt.traces import save_csv
+    from slo_opt.workloads.traces import save_csv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -613,7 +613,7 @@ def verify_worst_case(out_dir: str | Path) -> dict[str, float]:
     """
     import json
 
-    from slo_opt.traces import load_csv
+    from slo_opt.workloads.traces import load_csv
 
     out = Path(out_dir)
     doc = json.loads((out / FILES["summary"]).read_text())

@@ -29,8 +29,7 @@ import numpy as np
 
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
-from slo_opt.schedule import Schedule
-from slo_opt.simulator import ARRIVAL_EPS_S
+from slo_opt.schedule import ARRIVAL_EPS_S, Schedule
 
 __all__ = [
     "Formulation",

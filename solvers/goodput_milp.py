@@ -56,8 +56,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from slo_opt.metrics import request_metrics
-from slo_opt.schedule import AllocTable, EventKind, Schedule, StepTable
-from slo_opt.simulator import compress_allocs
+from slo_opt.schedule import AllocTable, EventKind, Schedule, StepTable, compress_allocs
 from slo_opt.solvers.base import (
     Instance,
     LinearModel,

@@ -24,7 +24,8 @@ every slot from ``t`` to the slot containing its end (whole slots: conservative)
 stages are lexicographic (most deadlines met first, then least model energy); stage 2 is
 warm-started with stage 1's incumbent.
 
-Choice of the per-site capacity and the service time under load (:func:`slotted_inputs`):
+Choice of the per-site capacity and the service time under load
+(:func:`slo_opt.study.placement.slotted_inputs`):
 
 * ``K_j`` is the largest decode batch whose step time (at the workload's mean context) stays
   within ``1 + slowdown`` of the batch-of-one step time (and fits the KV capacity);
@@ -38,7 +39,7 @@ Choice of the per-site capacity and the service time under load (:func:`slotted_
   (:class:`~slo_opt.models.slot.SlotEngine`) ``r_j = 1``; ``phi = 0`` recovers the unloaded
   service time.
 
-The replay through :func:`~slo_opt.cluster_sim.simulate_cluster` uses only the *site* of each
+The replay through :func:`~slo_opt.edge.simulation.simulate_cluster` uses only the *site* of each
 request (the site scheduler then starts requests as it sees fit, not at the planned slots), so
 the MILP's count is a planning figure, not a bound on the replay; the experiment picks ``phi``
 by replay (``experiments/perllm.py``).
@@ -57,8 +58,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SlottedInstance", "SlottedResult", "check_slotted", "slotted_inputs",
-           "solve_slotted"]
+from slo_opt._moved import forward
+
+__all__ = ["SlottedInstance", "SlottedResult", "check_slotted", "solve_slotted"]
 
 _TOL_S = 1e-9
 
@@ -497,99 +499,5 @@ def solve_slotted(inst: SlottedInstance, *, time_limit_s: float = 60.0,
                          time.perf_counter() - t0, ncol, nrow + 1, meta)
 
 
-def slotted_inputs(workload: Any, cluster: Any, rng: np.random.Generator, *,
-                   payload_bytes: Any = 0.0, slot_s: float = 1.0, slowdown: float = 0.25,
-                   prefill_share: float = 0.3,
-                   prompt_bytes_per_token: float = 4.0, result_bytes_per_token: float = 4.0,
-                   bandwidth_slot_s: float = 1.0, links: bool = True) -> SlottedInstance:
-    """Clairvoyant slotted instance of a workload on a :class:`~slo_opt.cluster.Cluster`.
-
-    Uses the realised bandwidth of the arrival slot (the draws of
-    :func:`~slo_opt.cluster_sim.simulate_cluster` given a generator with the same seed) for the
-    upload and the download, the model energy of
-    :func:`~slo_opt.cluster_sim.placement_inputs`, and the concurrency budget / service time
-    under load described in the module docstring (``slowdown``, ``prefill_share`` = phi).
-    A prefill longer than the per-slot budget ``phi slot_s`` is charged the whole budget.
-    """
-    from slo_opt.cluster import service_time_s
-    from slo_opt.cluster_sim import SlotBandwidth, placement_inputs
-    from slo_opt.engine import BatchShape
-
-    if not (slowdown >= 0 and math.isfinite(slowdown)):
-        raise ValueError(f"slowdown must be finite and >= 0, got {slowdown}")
-    if not 0 <= prefill_share < 1:
-        raise ValueError(f"prefill_share must be in [0, 1), got {prefill_share}")
-    seed_state = rng.bit_generator.state
-    inp = placement_inputs(workload, cluster, rng, slot_s=bandwidth_slot_s,
-                           prompt_bytes_per_token=prompt_bytes_per_token,
-                           result_bytes_per_token=result_bytes_per_token,
-                           payload_bytes=payload_bytes)
-    rng2 = np.random.Generator(type(rng.bit_generator)())
-    rng2.bit_generator.state = seed_state
-    bw = SlotBandwidth(cluster, rng2, bandwidth_slot_s)
-    n, m = len(workload), cluster.num_sites
-    extra = np.broadcast_to(np.asarray(payload_bytes, float), (n,))
-    ub = workload.prompt_tokens * float(prompt_bytes_per_token) + extra
-    db = workload.output_tokens * float(result_bytes_per_token)
-    arr = np.asarray(workload.arrival_s, float)
-    origins = [str(o) if str(o) else cluster.origins[0] for o in workload.origin.tolist()]
-    up = np.empty((n, m))
-    down = np.empty((n, m))
-    for i in range(n):
-        up[i] = bw.up(origins[i], float(arr[i]), float(ub[i]))[0]
-        down[i] = bw.down(origins[i], float(arr[i]), float(db[i]))[0]
-    sites = [cluster.site(s) for s in cluster.sites]
-    ctx = max(1, int(np.mean(workload.prompt_tokens + workload.output_tokens / 2)))
-    conc = np.zeros(m, np.int64)
-    ratio = np.ones(m)
-    cache: dict[int, tuple[int, float]] = {}
-    for j, s in enumerate(sites):
-        e = s.engine
-        if id(e) not in cache:
-            kmax = max(1, int(e.kv_capacity_tokens) // ctx)
-            base = float(e.step_time_s(BatchShape(decode_seqs=1, decode_context_tokens=ctx)))
-
-            def step(b: int, e: Any = e) -> float:
-                return float(e.step_time_s(BatchShape(decode_seqs=b,
-                                                      decode_context_tokens=b * ctx)))
-            lo_b, hi_b = 1, kmax
-            while lo_b < hi_b:  # largest b with step(b) <= (1 + slowdown) base
-                mid = (lo_b + hi_b + 1) // 2
-                if step(mid) <= (1 + slowdown) * base * (1 + 1e-12):
-                    lo_b = mid
-                else:
-                    hi_b = mid - 1
-            cache[id(e)] = (lo_b, step(lo_b) / base)
-        conc[j], ratio[j] = cache[id(e)]
-    svc_cache: dict[tuple[int, int, int], float] = {}
-
-    def svc(e: Any, p: int, o: int) -> float:
-        k = (id(e), p, o)
-        v = svc_cache.get(k)
-        if v is None:
-            v = svc_cache[k] = service_time_s(e, p, o)
-        return v
-
-    infer = np.empty((n, m))
-    pre = np.empty((n, m))
-    for i in range(n):
-        p, o = int(workload.prompt_tokens[i]), int(workload.output_tokens[i])
-        for j, s in enumerate(sites):
-            infer[i, j] = svc(s.engine, p, o)
-            pre[i, j] = svc(s.engine, p, 1)
-    budget = prefill_share * slot_s
-    service = pre + (infer - pre) * ratio[None, :] / (1.0 - prefill_share)
-    peak = (workload.prompt_tokens + workload.output_tokens).astype(float)
-    kw: dict[str, Any] = {}
-    if prefill_share > 0:
-        kw.update(prefill_s=np.minimum(pre, budget), prefill_capacity_s=np.full(m, budget))
-    if links:
-        kw.update(link_bytes=inp["link_bytes"],
-                  link_slot=np.floor(arr / slot_s).astype(np.int64),
-                  link_capacity_bytes=inp["link_capacity_bytes_per_s"] * slot_s)
-    return SlottedInstance(
-        release_s=arr[:, None] + up, service_s=np.maximum(service, 1e-9), tail_s=down,
-        due_s=arr + np.asarray(workload.e2e_slo_s, float), energy_j=inp["energy_j"],
-        concurrency=conc, slot_s=slot_s, kv_tokens=peak,
-        kv_capacity_tokens=np.array([s.engine.kv_capacity_tokens for s in sites], float),
-        **kw)
+# slotted_inputs moved to slo_opt.study.placement (it reads an edge-cloud Cluster)
+__getattr__ = forward(__name__, {"slotted_inputs": "slo_opt.study.placement"})

@@ -1,7 +1,7 @@
 """Admission windows (``StepPlan.admit_all``): exactly the step-by-step schedule.
 
 The window runs many arrivals, admissions, decodes and completions without calling the
-scheduler, from a fixed point of admission steps and start times (``slo_opt/sim_window.py``).
+scheduler, from a fixed point of admission steps and start times (``slo_opt/sim/window.py``).
 These tests compare it with stepping (``fast_forward=False``) bit for bit on workloads built
 to hit its edges: arrivals exactly at (and 1 ulp / 1 eps around) step starts, idle gaps,
 prompts over the token budget (chunking), several arrivals in one step beyond the sequence
@@ -17,14 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import slo_opt.sim_window as sim_window
+import slo_opt.sim.window as sim_window
 from slo_opt import Request, Workload, make, simulate
 from slo_opt.models import LinearEngineModel
 from slo_opt.models.catalog import get_engine
 from slo_opt.schedulers.base import AdmitPromise
-from slo_opt.simulator import ARRIVAL_EPS_S, SchedulerStalled
+from slo_opt.sim.simulator import ARRIVAL_EPS_S, SchedulerStalled
 from slo_opt.testing import linear_engines
-from slo_opt.workload import EmpiricalLengths, synthetic
+from slo_opt.workloads.generators import EmpiricalLengths, synthetic
 
 #: (scheduler, parameters) of every policy that gives the admission promise
 CONFIGS = [

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from slo_opt.cluster import (
+from slo_opt.edge.cluster import (
     Cluster,
     ClusterError,
     Link,
@@ -18,8 +18,8 @@ from slo_opt.cluster import (
     service_energy_j,
     service_time_s,
 )
-from slo_opt.cluster_sim import AssignmentDispatcher, simulate_cluster
-from slo_opt.dispatchers import make
+from slo_opt.edge.dispatchers import make
+from slo_opt.edge.simulation import AssignmentDispatcher, simulate_cluster
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 

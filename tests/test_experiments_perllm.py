@@ -33,7 +33,7 @@ def test_quick_run_outputs(quick):
     for f in ("records.csv", "table.csv", "curves.csv", "tuning.csv", "config.json",
               "perllm_throughput_ratio.png", "perllm_energy.png", "perllm_satisfaction.png"):
         assert (quick / f).is_file(), f
-    from slo_opt.dispatchers import DISPATCHERS
+    from slo_opt.edge.dispatchers import DISPATCHERS
 
     rows = list(csv.DictReader(open(quick / "records.csv")))
     pols = {r["policy"] for r in rows}

@@ -218,7 +218,7 @@ def test_decode_all_promise_is_opt_in():
 def test_online_simulation_with_decode_all_runs_equals_offline(name):
     """Incremental (online) runs stop decode-all runs at run_until's limit; pushing every
     request at its arrival gives the offline step-by-step schedule."""
-    from slo_opt.simulator import Simulation
+    from slo_opt.sim.simulator import Simulation
 
     rng = np.random.default_rng(7)
     n = 15

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slo_opt.predictors import (
+from slo_opt.request import Workload
+from slo_opt.workloads.predictors import (
     SSJF_VICUNA13B_CONFUSION,
     SSJF_VICUNA13B_EDGES,
     ConfusionMatrixPredictor,
@@ -18,7 +19,6 @@ from slo_opt.predictors import (
     spearman,
     train_proxy,
 )
-from slo_opt.request import Workload
 
 
 def _wl(out, prompt=10):

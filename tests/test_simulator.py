@@ -9,7 +9,7 @@ from slo_opt import SLO, Request, StepPlan, Workload, make, replay, simulate, vi
 from slo_opt.metrics import attainment, request_metrics
 from slo_opt.models import SlotEngine
 from slo_opt.schedule import EventKind
-from slo_opt.simulator import Simulation
+from slo_opt.sim.simulator import Simulation
 
 
 def three_requests_one_long():

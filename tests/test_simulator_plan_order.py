@@ -5,7 +5,7 @@ import pytest
 
 from slo_opt import StepPlan, Workload, simulate
 from slo_opt.models import SlotEngine
-from slo_opt.simulator import InvalidPlan
+from slo_opt.sim.simulator import InvalidPlan
 
 
 def _workload():

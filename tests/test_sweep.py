@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from slo_opt.sweep import Sweep, SweepConfigError, cli_main, run_sweep
+from slo_opt.cli.sweep import main as cli_main
+from slo_opt.study.sweep import Sweep, SweepConfigError, run_sweep
 
 TINY = {
     "name": "tiny",

@@ -1,4 +1,4 @@
-"""Tests for slo_opt.traces: real traces load with known statistics; bad files name file + line."""
+"""Tests for slo_opt.workloads.traces: real traces load with known statistics; bad files name file + line."""
 
 import math
 import time
@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slo_opt.request import SLO, Workload
-from slo_opt.traces import (
+from slo_opt.workloads.generators import arrival_rate_per_s
+from slo_opt.workloads.traces import (
     DEFAULT_SLO,
     TraceError,
     available_traces,
@@ -23,7 +24,6 @@ from slo_opt.traces import (
     save_csv,
     traces_dir,
 )
-from slo_opt.workload import arrival_rate_per_s
 
 TRACES = traces_dir()
 needs_traces = pytest.mark.skipif(TRACES is None, reason="../shared/traces not present")

@@ -1,4 +1,4 @@
-"""Tests for slo_opt.workload: generators are deterministic, hit their targets, validate input."""
+"""Tests for slo_opt.workloads.generators: generators are deterministic, hit their targets, validate input."""
 
 import math
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slo_opt.request import SLO, Workload
-from slo_opt.workload import (
+from slo_opt.workloads.generators import (
     INTERACTIVE,
     EmpiricalLengths,
     FixedLengths,

@@ -18,7 +18,7 @@ from slo_opt.metrics import attainment, goodput_tokens, request_metrics
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.testing import (
     evaluate_gap,
     save_worst_case,
@@ -142,7 +142,7 @@ class Broken:
 
 
 def test_a_policy_breaking_the_contract_stops_the_search():
-    from slo_opt.simulator import InvalidPlan
+    from slo_opt.sim.simulator import InvalidPlan
 
     with pytest.raises(InvalidPlan):
         worst_case(Broken, n_max=2, examples=3)

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from slo_opt.engine import BatchShape
-from slo_opt.predictors import Oracle, Predictor
 from slo_opt.schedulers.base import EngineView, StepPlan, register
 from slo_opt.schedulers.fastserve import step_start_s
 from slo_opt.schedulers.fcfs import FCFS
+from slo_opt.workloads.predictors import Oracle, Predictor
 
 __all__ = ["LeastSlack"]
 
@@ -31,7 +31,7 @@ class LeastSlack(FCFS):
     Parameters
     ----------
     predictor : Predictor
-        Output-length predictor (default :class:`~slo_opt.predictors.Oracle`: oracle knowledge).
+        Output-length predictor (default :class:`~slo_opt.workloads.predictors.Oracle`: oracle knowledge).
     preemption : bool
         Continuous batching only: when the least-slack waiting request has less slack (by more
         than ``preempt_margin_s``) than the most-slack running one, that running request is
@@ -58,7 +58,7 @@ class LeastSlack(FCFS):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.predictor, Predictor):
-            raise TypeError("predictor must be a slo_opt.predictors.Predictor")
+            raise TypeError("predictor must be a slo_opt.workloads.predictors.Predictor")
         if not self.preempt_margin_s >= 0 or self.max_preemptions < 0:
             raise ValueError("preempt_margin_s and max_preemptions must be >= 0")
 

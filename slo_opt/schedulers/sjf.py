@@ -15,11 +15,11 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from slo_opt.engine import BatchShape
-from slo_opt.predictors import ConfusionMatrixPredictor, Predictor
 from slo_opt.request import Workload
 from slo_opt.schedulers.base import EngineView, StepPlan, register
 from slo_opt.schedulers.fastserve import step_start_s
 from slo_opt.schedulers.fcfs import FCFS
+from slo_opt.workloads.predictors import ConfusionMatrixPredictor, Predictor
 
 __all__ = ["SJF", "SSJF", "ShortestFirst", "exec_time_estimate_s"]
 
@@ -193,7 +193,7 @@ class SSJF(ShortestFirst):
     ----------
     predictor : Predictor
         Output-length predictor; default SSJF's vicuna-13b confusion-matrix classifier with seed
-        0 (:class:`~slo_opt.predictors.ConfusionMatrixPredictor`). Its ``latency_s`` delays
+        0 (:class:`~slo_opt.workloads.predictors.ConfusionMatrixPredictor`). Its ``latency_s`` delays
         admission. Predictions are drawn once per run (``reset`` re-seeds).
     requeue_key : {"original", "remaining"}
         Key of a request that was preempted and re-queued: its original prediction (authors'
@@ -214,7 +214,7 @@ class SSJF(ShortestFirst):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.predictor, Predictor):
-            raise TypeError(f"predictor must be a slo_opt.predictors.Predictor, got {self.predictor!r}")
+            raise TypeError(f"predictor must be a slo_opt.workloads.predictors.Predictor, got {self.predictor!r}")
         if self.requeue_key not in ("original", "remaining"):
             raise ValueError("requeue_key must be 'original' or 'remaining'")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_opt.cluster import Cluster
-from slo_opt.cluster_sim import simulate_cluster
-from slo_opt.dispatchers import DISPATCHERS, ClusterView, dispatcher_params, make
+from slo_opt.edge.cluster import Cluster
+from slo_opt.edge.dispatchers import DISPATCHERS, ClusterView, dispatcher_params, make
+from slo_opt.edge.simulation import simulate_cluster
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 

@@ -7,7 +7,7 @@ from slo_opt.metrics import request_metrics
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.testing import check_conformance
 
 ENGINE = SlotEngine(step_s=0.05, max_batch_tokens=64, kv_capacity_tokens=4096)

@@ -10,7 +10,7 @@ from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedule import EventKind
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.testing import check_conformance
 
 

@@ -13,7 +13,7 @@ from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
 from slo_opt.schedulers.mcsf import MCSF, peak_fits
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.testing import slot_engines, workloads
 
 

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from slo_opt.checks import violations
 from slo_opt.metrics import request_metrics
 from slo_opt.models.slot import SlotEngine
-from slo_opt.predictors import NoisyRegression, Oracle
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.testing import check_conformance
+from slo_opt.workloads.predictors import NoisyRegression, Oracle
 
 ENGINE = SlotEngine(step_s=0.05, max_batch_tokens=64, kv_capacity_tokens=4096)
 NO_GUARD = {"starvation_threshold_s": math.inf, "starvation_factor": math.inf}

@@ -20,9 +20,9 @@ from slo_opt.schedulers.slice_ import (
     rates_per_cycle,
     t_period_s,
 )
-from slo_opt.simulator import simulate
-from slo_opt.slice_workload import edge_workload
+from slo_opt.sim.simulator import simulate
 from slo_opt.testing import check_conformance, slot_engines, workloads
+from slo_opt.workloads.edge import edge_workload
 
 EDGE = get_engine("slice-edge/chatglm2-6b-int4")
 LAT_S = np.array([14, 27, 38, 50, 60, 72, 83, 125, 126, 123, 124, 125, 126, 123, 124]) / 1e3

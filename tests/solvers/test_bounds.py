@@ -15,7 +15,7 @@ from slo_opt.metrics import attainment, request_metrics
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import SCHEDULERS, make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers import GoodputMILP, Instance, Status, solve
 from slo_opt.solvers.fluid_bound import FluidBound
 from slo_opt.solvers.jct_bounds import (

@@ -17,7 +17,7 @@ from slo_opt.models.catalog import get_engine
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers.engine_bounds import (
     decode_step_floor_s,
     min_inference_s,

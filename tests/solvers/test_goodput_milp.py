@@ -18,7 +18,7 @@ from slo_opt.metrics import attainment, goodput_tokens
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import SCHEDULERS, make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers import GoodputMILP, Instance, NotRepresentable, Status, solve
 
 from ..instances import ALL, three_requests_one_long

@@ -20,7 +20,7 @@ from slo_opt.metrics import request_metrics
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers import Instance, Status, solve
 from slo_opt.solvers.jct_bounds import exact_mean_jct, jobs_from_workload
 from slo_opt.solvers.jct_milp import MeanJCTMILP, earliest_finish_slots, serial_finish_slots

@@ -18,11 +18,8 @@ from slo_opt.metrics import attainment, goodput_tokens
 from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.solvers import GoodputMILP, Instance, NotRepresentable, Status, solve
-from slo_opt.solvers.pattern_milp import (
-    PatternMILP,
-    greedy_pattern_schedule,
-    solve_with_certificate,
-)
+from slo_opt.solvers.pattern_milp import PatternMILP, greedy_pattern_schedule
+from slo_opt.study.certificate import solve_with_certificate
 
 from ..instances import (
     horizon_too_short,

@@ -87,7 +87,7 @@ def test_bandwidth_allocation_closed_form():
 
 
 def _known_cluster():
-    from slo_opt.cluster import Cluster
+    from slo_opt.edge.cluster import Cluster
     from slo_opt.models.slot import SlotEngine
 
     e = SlotEngine(step_s=0.02, max_batch_tokens=256, kv_capacity_tokens=4096)
@@ -117,8 +117,8 @@ def test_oracle_never_worse_than_any_dispatcher_on_known_instances(seed):
     """Fully known instance: no noise, no overlap between requests (so measured energy is the
     MILP's model energy + the constant idle energy), generous deadlines."""
     pytest.importorskip("highspy")
-    from slo_opt.cluster_sim import AssignmentDispatcher, placement_inputs, simulate_cluster
-    from slo_opt.dispatchers import DISPATCHERS, make
+    from slo_opt.edge.dispatchers import DISPATCHERS, make
+    from slo_opt.edge.simulation import AssignmentDispatcher, placement_inputs, simulate_cluster
     from slo_opt.request import Workload
     from slo_opt.solvers.placement_milp import PlacementInstance, solve_placement
 

@@ -136,7 +136,7 @@ def test_validation():
 
 
 def _known_cluster():
-    from slo_opt.cluster import Cluster
+    from slo_opt.edge.cluster import Cluster
     from slo_opt.models.slot import SlotEngine
 
     e = SlotEngine(step_s=0.02, max_batch_tokens=256, kv_capacity_tokens=4096)
@@ -167,10 +167,11 @@ def test_replay_meets_at_least_every_dispatcher_on_known_instances(seed):
     the slotted model is exact up to the step grid, so its replayed deadline count
     is the maximum over assignments and no dispatcher meets more. Tight deadlines (0.3-1.5 s)
     make the choice of site matter."""
-    from slo_opt.cluster_sim import AssignmentDispatcher, simulate_cluster
-    from slo_opt.dispatchers import DISPATCHERS, make
+    from slo_opt.edge.dispatchers import DISPATCHERS, make
+    from slo_opt.edge.simulation import AssignmentDispatcher, simulate_cluster
     from slo_opt.request import Workload
-    from slo_opt.solvers.placement_slotted import slotted_inputs, solve_slotted
+    from slo_opt.solvers.placement_slotted import solve_slotted
+    from slo_opt.study.placement import slotted_inputs
 
     c = _known_cluster()
     rng = np.random.default_rng(seed)

@@ -13,8 +13,7 @@ from slo_opt.models.slot import SlotEngine
 from slo_opt.request import Workload
 from slo_opt.schedulers import make
 from slo_opt.schedulers.slice_ import greedy_select
-from slo_opt.simulator import simulate
-from slo_opt.slice_workload import edge_workload
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers.slice_milp import (
     CycleInstance,
     brute_force_cycle,
@@ -23,6 +22,7 @@ from slo_opt.solvers.slice_milp import (
     solve_horizon,
 )
 from slo_opt.testing import slot_engines, workloads
+from slo_opt.workloads.edge import edge_workload
 
 pytestmark = pytest.mark.solver
 

@@ -11,10 +11,10 @@ import pytest
 from slo_opt.metrics import request_metrics
 from slo_opt.models.catalog import get_engine
 from slo_opt.schedulers import make
-from slo_opt.simulator import simulate
-from slo_opt.slice_workload import edge_workload
+from slo_opt.sim.simulator import simulate
 from slo_opt.solvers.tpot_fluid import batch_groups, tpot_fluid_bound
 from slo_opt.solvers.window_fluid import site_fluid_bound, window_cells
+from slo_opt.workloads.edge import edge_workload
 
 pytest.importorskip("highspy")
 

@@ -1,6 +1,6 @@
 """Admission windows: many arrivals, admissions, decodes and completions in one vectorised pass.
 
-Private helper of :mod:`slo_opt.simulator` for policies that give the FCFS-admission promise
+Private helper of :mod:`slo_opt.sim.simulator` for policies that give the FCFS-admission promise
 (:class:`~slo_opt.schedulers.base.AdmitPromise`, e.g. vLLM). Under that promise the batch of
 every step is a function of the step at which each request is admitted: a request admitted at
 step ``s`` computes its whole prompt at ``s`` and one decode token at each step up to
@@ -165,7 +165,7 @@ def _guess_steps(sim: Any, t0: float, eps: float, rem0: np.ndarray, comp0: np.nd
 def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bool:
     """Run one admission window from ``start`` (the simulator's clock); ``False`` if none.
 
-    ``sim`` is the simulator's private state (:class:`slo_opt.simulator._Sim`) with an active
+    ``sim`` is the simulator's private state (:class:`slo_opt.sim.simulator._Sim`) with an active
     ``AdmitPromise`` in ``sim.admit``; the caller checked that fast-forward is on, the run is
     offline, the engine has ``batch_step_times_s`` and start times are not slot-aligned.
     ``eps_s`` is the simulator's arrival tolerance (an arrival at ``a`` is visible to a step
@@ -324,7 +324,7 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
             gen0: np.ndarray, rem0: np.ndarray, cids: np.ndarray, s_c: np.ndarray,
             Pc: np.ndarray, Oc: np.ndarray, nw: int, a0: int) -> None:
     """Write steps ``[0, J)`` of the window to the records and the request state."""
-    from slo_opt.simulator import _RUNNING  # (the simulator imports this module)
+    from slo_opt.sim.simulator import _RUNNING  # (the simulator imports this module)
 
     b = sim.b
     S0 = sim.step

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from slo_opt.dispatchers.base import ClusterView, Feedback, check_seed, register
+from slo_opt.edge.dispatchers.base import ClusterView, Feedback, check_seed, register
 
 __all__ = ["RandomDispatcher"]
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .request import SLO, Workload, WorkloadError
+from slo_opt.request import SLO, Workload, WorkloadError
 
 __all__ = [
     "DEFAULT_SLO",
@@ -147,7 +147,7 @@ def traces_dir() -> Path | None:
     if env:
         p = Path(env)
     else:
-        p = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+        p = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
     return p if p.is_dir() else None
 
 
@@ -208,7 +208,7 @@ def load_trace(path_or_name: PathLike, *, sort: bool = False) -> Workload:
     -------
     Workload
         ``name`` is the trace name or the file stem. The named traces carry no SLO (``inf``);
-        use :func:`default_workload` or :func:`slo_opt.workload.with_slo`.
+        use :func:`default_workload` or :func:`slo_opt.workloads.generators.with_slo`.
     """
     name = os.fspath(path_or_name)
     if isinstance(path_or_name, str) and name in TRACES:

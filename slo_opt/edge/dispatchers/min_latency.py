@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from slo_opt.dispatchers.base import ClusterView, Stateless, argmin_masked, register
+from slo_opt.edge.dispatchers.base import ClusterView, Stateless, argmin_masked, register
 
 __all__ = ["MinLatencyDispatcher"]
 

@@ -14,7 +14,7 @@ completions, while nothing waits: the batch shrinks at each completion, and the 
 each constant-batch segment are one vectorised call. The policy is asked again at the next
 arrival, KV-block shortage or horizon. With the FCFS-admission promise ``StepPlan.admit_all``
 (the same policies) arrivals no longer end a run: whole windows of arrivals, admissions, decodes
-and completions run as one vectorised fixed point (:mod:`slo_opt.sim_window`), offline, on
+and completions run as one vectorised fixed point (:mod:`slo_opt.sim.window`), offline, on
 engines with ``batch_step_times_s``. The result is identical to stepping one iteration at a
 time, bit for bit (tested).
 """
@@ -32,14 +32,20 @@ import numpy as np
 
 from slo_opt.engine import BatchShape, EngineModel, decode_step_times_s
 from slo_opt.request import Workload
-from slo_opt.schedule import AllocTable, EventKind, EventTable, Schedule, StepTable
+from slo_opt.schedule import (
+    ARRIVAL_EPS_S,
+    AllocTable,
+    EventKind,
+    EventTable,
+    Schedule,
+    StepTable,
+    compress_allocs,
+)
 from slo_opt.schedulers.base import AdmitPromise, EngineView, StepPlan
-from slo_opt.sim_window import run_admit_window
+from slo_opt.sim.window import run_admit_window
 
-__all__ = ["ARRIVAL_EPS_S", "InvalidPlan", "SchedulerStalled", "Simulation", "replay", "simulate"]
-
-#: Arrivals up to this far after a step's start are visible to that step (float tolerance).
-ARRIVAL_EPS_S = 1e-9
+__all__ = ["ARRIVAL_EPS_S", "InvalidPlan", "SchedulerStalled", "Simulation", "compress_allocs",
+           "replay", "simulate"]
 
 _NOT_ARRIVED, _WAITING, _RUNNING, _SWAPPED, _DONE, _REJECTED = range(6)
 
@@ -1002,34 +1008,6 @@ class _Sim:
             meta={"scheduler": self.sname, "params": _params(self.s), "engine": self.e.name,
                   "workload": self.w.name, "wall_s": wall_s, "fast_forward": self.ff},
         )
-
-
-def compress_allocs(req: np.ndarray, step: np.ndarray, num: np.ndarray, tok: np.ndarray,
-                    mergeable: np.ndarray | None = None) -> AllocTable:
-    """Canonical run-length form.
-
-    Rows flagged ``mergeable`` (one token that completes the request's next output token:
-    a decode, or the last token of a prompt) are merged with the next row of the same request
-    when that row is also mergeable and starts in the following step. Without flags, rows are
-    only sorted.
-    """
-    if req.size == 0:
-        return AllocTable(request=req, step=step, tokens=tok, num_steps=num)
-    if mergeable is None:
-        mergeable = np.zeros(req.size, bool)
-    order = np.lexsort((step, req))
-    req, step, num, tok = req[order], step[order], num[order], tok[order]
-    mg = np.asarray(mergeable, bool)[order] & (tok == 1)
-    cont = np.zeros(req.size, bool)
-    cont[1:] = ((req[1:] == req[:-1]) & (step[1:] == step[:-1] + num[:-1])
-                & mg[1:] & mg[:-1])
-    grp = np.cumsum(~cont) - 1
-    heads = np.flatnonzero(~cont)
-    total = np.bincount(grp, weights=num).astype(np.int64)
-    out_req, out_step, out_tok = req[heads], step[heads], tok[heads]
-    order2 = np.lexsort((out_req, out_step))
-    return AllocTable(request=out_req[order2], step=out_step[order2], tokens=out_tok[order2],
-                      num_steps=total[order2])
 
 
 def simulate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from slo_opt.dispatchers.base import ClusterView, Feedback, register
+from slo_opt.edge.dispatchers.base import ClusterView, Feedback, register
 
 __all__ = ["RoundRobinDispatcher"]
 

@@ -1,9 +1,9 @@
 """Edge-cloud dispatchers (site choice per request): the table of contents.
 
-One import line per policy file; see :mod:`slo_opt.dispatchers.base` for the contract.
+One import line per policy file; see :mod:`slo_opt.edge.dispatchers.base` for the contract.
 """
 
-from slo_opt.dispatchers import (
+from slo_opt.edge.dispatchers import (
     cloud_only,
     edge_only,
     least_loaded,
@@ -13,7 +13,7 @@ from slo_opt.dispatchers import (
     round_robin,
     ucb,
 )
-from slo_opt.dispatchers.base import (
+from slo_opt.edge.dispatchers.base import (
     DISPATCHERS,
     ClusterView,
     Dispatcher,

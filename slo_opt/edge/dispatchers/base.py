@@ -53,7 +53,7 @@ class ClusterView:
         Unloaded (batch-of-one) inference time on each site's engine.
     infer_energy_j : numpy.ndarray
         Marginal unloaded inference energy: batch-of-one board energy minus ``idle_w x
-        infer_s`` (:func:`slo_opt.cluster.service_energy_j`; two-level power models:
+        infer_s`` (:func:`slo_opt.edge.cluster.service_energy_j`; two-level power models:
         ``(busy_w - idle_w) * infer_s``).
     kv_capacity_tokens, kv_free_tokens : numpy.ndarray
         KV capacity and currently free KV tokens.

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slo_opt.request import Workload
-from slo_opt.workload import poisson_arrivals
+from slo_opt.workloads.generators import poisson_arrivals
 
 __all__ = ["EdgeTaskClass", "edge_task_classes", "edge_workload", "mean_output_tokens"]
 

@@ -1,7 +1,7 @@
 """Plain UCB1 over (service class, site) arms with an energy-only reward (no constraints).
 
 The "UCB without constraint satisfaction" comparator of PerLLM (``papers.md`` decision 21):
-the same arms and index as :mod:`slo_opt.dispatchers.perllm` but no feasibility filter and
+the same arms and index as :mod:`slo_opt.edge.dispatchers.perllm` but no feasibility filter and
 reward ``r = -E / E_ref`` only.
 """
 
@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from slo_opt.dispatchers.base import ClusterView, Feedback, check_seed, register
+from slo_opt.edge.dispatchers.base import ClusterView, Feedback, check_seed, register
 
 __all__ = ["ArmStats", "UCBDispatcher", "ucb_index"]
 

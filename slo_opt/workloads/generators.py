@@ -9,7 +9,7 @@ Building blocks
   :func:`slice_classes`;
 * :func:`synthetic` puts them together into a :class:`~slo_opt.request.Workload`.
 
-Transformations of any workload (e.g. a trace from :mod:`slo_opt.traces`):
+Transformations of any workload (e.g. a trace from :mod:`slo_opt.workloads.traces`):
 :func:`time_scale`, :func:`rescale_rate`, :func:`retime`, :func:`with_slo`, :func:`clip_lengths`,
 :func:`window`. There is never a global seed: pass ``np.random.default_rng(seed)``.
 """
@@ -23,8 +23,8 @@ from typing import Literal
 
 import numpy as np
 
-from .request import SLO, Workload
-from .traces import _data_file, load_length_table
+from slo_opt.request import SLO, Workload
+from slo_opt.workloads.traces import _data_file, load_length_table
 
 __all__ = [
     "INTERACTIVE",
@@ -205,7 +205,7 @@ class EmpiricalLengths(LengthDistribution):
 
     @classmethod
     def from_file(cls, path: str) -> EmpiricalLengths:
-        """From a sarathi/Vidur length CSV (see :func:`slo_opt.traces.load_length_table`)."""
+        """From a sarathi/Vidur length CSV (see :func:`slo_opt.workloads.traces.load_length_table`)."""
         return cls(*load_length_table(path))
 
     @classmethod

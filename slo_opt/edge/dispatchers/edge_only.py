@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from slo_opt.dispatchers.base import ClusterView, Stateless, argmin_masked, register
+from slo_opt.edge.dispatchers.base import ClusterView, Stateless, argmin_masked, register
 
 __all__ = ["EdgeOnlyDispatcher"]
 

@@ -1,7 +1,4 @@
-"""``slo-opt solve``: every scheduler next to the offline optimum and the bounds.
-
-Wired by the lead as ``slo-opt solve`` through :func:`slo_opt.solvers.cli_solve`.
-"""
+"""``slo-opt solve``: every scheduler next to the offline optimum and the bounds."""
 
 from __future__ import annotations
 
@@ -43,7 +40,7 @@ def solve_all(workload: Any, engine: Any, schedulers: list[str], *, time_limit_s
     """Heuristics' attainment, the MILP optimum (incumbent, bound), the LP and fluid bounds."""
     from slo_opt.metrics import attainment
     from slo_opt.schedulers import make
-    from slo_opt.simulator import simulate
+    from slo_opt.sim.simulator import simulate
     from slo_opt.solvers.base import Instance, solve
     from slo_opt.solvers.fluid_bound import FluidBound
     from slo_opt.solvers.goodput_milp import GoodputMILP
@@ -80,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.trace is None:
         w = scaled_workload(a.n, a.load, np.random.default_rng(a.seed), engine)
     else:
-        from slo_opt.traces import default_workload, load_trace
+        from slo_opt.workloads.traces import default_workload, load_trace
 
         base = default_workload() if a.trace == "default" else load_trace(a.trace)
         w = scale_trace(base, a.n, a.length_scale)
@@ -107,3 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(a.out, "solve.json"), "w") as f:
             json.dump(res, f, indent=2, default=float)
     return 0
+
+
+#: The name of :func:`main` in 0.1 (``slo_opt.solvers.cli_solve``).
+cli_solve = main

@@ -38,8 +38,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from slo_opt.dispatchers.base import ClusterView, Feedback, check_seed, register
-from slo_opt.dispatchers.ucb import ArmStats, pick_max, ucb_index
+from slo_opt.edge.dispatchers.base import ClusterView, Feedback, check_seed, register
+from slo_opt.edge.dispatchers.ucb import ArmStats, pick_max, ucb_index
 
 __all__ = ["PerLLMDispatcher", "slacks"]
 

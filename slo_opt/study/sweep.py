@@ -36,7 +36,6 @@ between executors) and recorded per run in the run files.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import hashlib
@@ -56,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from slo_opt._moved import forward
+
 __all__ = [
     "EngineSpec",
     "RunSpec",
@@ -63,7 +64,6 @@ __all__ = [
     "Sweep",
     "SweepConfigError",
     "WorkloadSpec",
-    "cli_main",
     "run_one",
     "run_sweep",
 ]
@@ -127,8 +127,8 @@ class WorkloadSpec:
     name : str
         Label used in the results table.
     kind : {"synthetic", "trace"}
-        ``synthetic``: :func:`slo_opt.workload.synthetic`; ``trace``: a named trace or CSV path
-        (:func:`slo_opt.traces.load_trace`).
+        ``synthetic``: :func:`slo_opt.workloads.generators.synthetic`; ``trace``: a named trace or CSV path
+        (:func:`slo_opt.workloads.traces.load_trace`).
     num_requests : int, optional
         Synthetic: number of requests (required). Trace: keep only the first ``num_requests``.
     rate_per_s : float, optional
@@ -194,7 +194,7 @@ class WorkloadSpec:
     def build(self, seed: int) -> Any:
         """The workload for ``seed`` (a pure function of this spec and the seed)."""
         from slo_opt.request import SLO
-        from slo_opt.workload import (
+        from slo_opt.workloads.generators import (
             EmpiricalLengths,
             FixedLengths,
             rescale_rate,
@@ -211,7 +211,7 @@ class WorkloadSpec:
             return synthetic(int(self.num_requests), float(self.rate_per_s), lengths, rng,
                              arrival=self.arrival, cv=float(self.cv),  # type: ignore[arg-type]
                              classes=slo if has_slo else None, name=self.name)
-        from slo_opt.traces import load_trace
+        from slo_opt.workloads.traces import load_trace
 
         w = load_trace(str(self.trace))
         if self.num_requests is not None:
@@ -502,7 +502,7 @@ def run_one(run: RunSpec) -> dict[str, Any]:
     ``_wall_s`` (kept out of the table).
     """
     from slo_opt.metrics import summary
-    from slo_opt.simulator import simulate
+    from slo_opt.sim.simulator import simulate
 
     t0 = time.perf_counter()
     workload = run.workload.build(run.seed)
@@ -570,7 +570,7 @@ def _run_ray(runs: Sequence[RunSpec], address: str | None, num_cpus: int,
 # -- driver -------------------------------------------------------------------------------------
 def _git_sha() -> str | None:
     try:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10, check=False)
         return out.stdout.strip() or None
@@ -714,33 +714,5 @@ def run_sweep(
     return table
 
 
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``slo-opt sweep CONFIG.toml [--executor local|ray] [--address ADDR] [--out DIR]``."""
-    p = argparse.ArgumentParser(prog="slo-opt sweep", description="Run a TOML parameter sweep.")
-    p.add_argument("config", help="sweep TOML file")
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--address", default=None, help="join this Ray cluster (executor=ray)")
-    p.add_argument("--out", default=None, help="output directory (default: sweep_out/<name>)")
-    p.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
-    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of a locally started Ray")
-    p.add_argument("--no-resume", action="store_true", help="recompute finished runs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        sweep = Sweep.from_toml(args.config)
-    except SweepConfigError as exc:
-        print(f"slo-opt sweep: error: {exc}", file=sys.stderr)
-        return 2
-    if args.address is not None and args.executor != "ray":
-        print("slo-opt sweep: error: --address needs --executor ray", file=sys.stderr)
-        return 2
-    out = args.out or str(Path("sweep_out") / sweep.name)
-    rows = run_sweep(sweep, executor=args.executor, address=args.address, out_dir=out,
-                     resume=not args.no_resume, progress=not args.no_progress,
-                     workers=args.workers, num_cpus=args.num_cpus)
-    print(f"{len(rows)} runs -> {out}/results.csv")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(cli_main())
+# the command line moved to slo_opt.cli.sweep
+__getattr__ = forward(__name__, {"cli_main": "slo_opt.cli.sweep"})

@@ -6,7 +6,7 @@ Protocol of :func:`simulate_cluster` (PerLLM's online setting, arXiv:2405.14636)
    advanced to its arrival (:meth:`Simulation.run_until`);
 2. outcomes whose result is back at the origin by then are delivered to the dispatcher
    (``observe``: bandit feedback);
-3. the dispatcher sees a :class:`~slo_opt.dispatchers.base.ClusterView` and returns a site or
+3. the dispatcher sees a :class:`~slo_opt.edge.dispatchers.base.ClusterView` and returns a site or
    ``None`` (explicit rejection); the request is pushed to that site with release time
    ``arrival + prompt transfer`` over the minimum-latency path at the current decision slot's
    bandwidth;
@@ -16,7 +16,7 @@ Protocol of :func:`simulate_cluster` (PerLLM's online setting, arXiv:2405.14636)
 Energy (joules, per site): *busy* = the sum over the site's iterations of the step power x
 step time, the step power coming from the site's batch-aware power model
 (:mod:`slo_opt.models.power`, evaluated post hoc on the schedule's step table) or, for sites
-without one, the two-level fallback ``busy_w`` (see :class:`slo_opt.cluster.PowerModel`);
+without one, the two-level fallback ``busy_w`` (see :class:`slo_opt.edge.cluster.PowerModel`);
 *idle* = ``idle_w`` x (horizon - busy time); *transmission* = per-hop ``tx_power_w`` x
 serialisation time of the prompt and the result of every request served by the site (charged
 to the serving site). The horizon is common to all sites: ``max(last arrival, last iteration
@@ -25,7 +25,7 @@ requests by their token share, so per-request busy energies sum to the sites' bu
 
 The dispatchers' and the placement MILP's *model* energy of a request is its transmission
 energy plus its marginal unloaded inference energy (batch-of-one board energy minus idle power
-x batch-of-one time, :func:`slo_opt.cluster.service_energy_j`).
+x batch-of-one time, :func:`slo_opt.edge.cluster.service_energy_j`).
 """
 
 from __future__ import annotations
@@ -38,18 +38,18 @@ from typing import Any
 
 import numpy as np
 
-from slo_opt.cluster import (
+from slo_opt.edge.cluster import (
     Cluster,
     saturated_throughput_tokens_per_s,
     service_energy_j,
     service_time_s,
 )
-from slo_opt.dispatchers.base import ClusterView, Feedback
+from slo_opt.edge.dispatchers.base import ClusterView, Feedback
 from slo_opt.metrics import SLO_TOL_S
 from slo_opt.request import Workload
 from slo_opt.schedule import Schedule
 from slo_opt.schedulers import make as make_scheduler
-from slo_opt.simulator import Simulation
+from slo_opt.sim.simulator import Simulation
 
 __all__ = [
     "AssignmentDispatcher",
@@ -317,7 +317,7 @@ def simulate_cluster(
     horizon_s : float, optional
         Energy horizon (>= the natural horizon); default: the natural horizon.
     fast_forward : bool
-        Passed to each site's :class:`~slo_opt.simulator.Simulation`.
+        Passed to each site's :class:`~slo_opt.sim.simulator.Simulation`.
 
     Returns
     -------

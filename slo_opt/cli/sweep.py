@@ -1,0 +1,48 @@
+"""``slo-opt sweep CONFIG.toml``: a grid of simulation runs on a process pool or Ray."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from slo_opt.study.sweep import Sweep, SweepConfigError, run_sweep
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``slo-opt sweep CONFIG.toml [--executor local|ray] [--address ADDR] [--out DIR]``."""
+    p = argparse.ArgumentParser(prog="slo-opt sweep", description="Run a TOML parameter sweep.")
+    p.add_argument("config", help="sweep TOML file")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="join this Ray cluster (executor=ray)")
+    p.add_argument("--out", default=None, help="output directory (default: sweep_out/<name>)")
+    p.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
+    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of a locally started Ray")
+    p.add_argument("--no-resume", action="store_true", help="recompute finished runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        sweep = Sweep.from_toml(args.config)
+    except SweepConfigError as exc:
+        print(f"slo-opt sweep: error: {exc}", file=sys.stderr)
+        return 2
+    if args.address is not None and args.executor != "ray":
+        print("slo-opt sweep: error: --address needs --executor ray", file=sys.stderr)
+        return 2
+    out = args.out or str(Path("sweep_out") / sweep.name)
+    rows = run_sweep(sweep, executor=args.executor, address=args.address, out_dir=out,
+                     resume=not args.no_resume, progress=not args.no_progress,
+                     workers=args.workers, num_cpus=args.num_cpus)
+    print(f"{len(rows)} runs -> {out}/results.csv")
+    return 0
+
+
+#: The name of :func:`main` in 0.1 (``slo_opt.sweep.cli_main``).
+cli_main = main
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
