@@ -80,11 +80,11 @@ class WorstCaseError(RuntimeError):
 @st.composite
 def worst_case_instances(draw: Any, *, n_max: int = 8, objective: str = "attainment",
                          engine: SlotEngine | None = None, max_prompt_tokens: int = 32,
-                         max_output_tokens: int = 8, max_gap_slots: int = 4,
-                         step_s: float = 0.05) -> tuple[Workload, SlotEngine]:
+                         max_output_tokens: int = 8, step_s: float = 0.05) -> tuple[Workload, SlotEngine]:
     """Instances for :func:`worst_case`: ``(workload, engine)`` on a token-exact ``SlotEngine``.
 
-    Arrivals fall on slot starts (gaps of 0..``max_gap_slots`` slots); every request fits the
+    Each request arrives at the start of a slot in ``0..n_max`` (drawn per request, then sorted,
+    so deleting a request while shrinking leaves the others' arrivals alone); every request fits the
     KV cache alone and its prompt fits one step's token budget (so every policy can serve it
     alone: a gap is a scheduling loss, not a missing feature such as chunked prefill). SLOs
     (attainment, goodput): always an e2e deadline, the request's own service time (``O``
@@ -103,7 +103,7 @@ def worst_case_instances(draw: Any, *, n_max: int = 8, objective: str = "attainm
 
     @st.composite
     def request(d: Any) -> tuple[int, int, int, float, float, float]:
-        gap = d(st.integers(0, max_gap_slots))
+        gap = d(st.integers(0, n_max))  # arrival slot (sorted below)
         P = d(st.integers(1, p_hi))
         O = d(st.integers(1, max(1, min(max_output_tokens, M - P + 1))))
         if not slo:
@@ -116,8 +116,9 @@ def worst_case_instances(draw: Any, *, n_max: int = 8, objective: str = "attainm
         return gap, P, O, ttft, tpot, e2e
 
     reqs = draw(st.lists(request(), min_size=1, max_size=n_max))
-    gaps, P, O, ttft, tpot, e2e = (np.array(c) for c in zip(*reqs))
-    arrival = np.cumsum(gaps) * D
+    reqs.sort(key=lambda q: q[0])  # stable: ids follow arrival order
+    slots, P, O, ttft, tpot, e2e = (np.array(c) for c in zip(*reqs))
+    arrival = slots * D
     w = Workload.from_arrays(arrival, P, O, ttft_slo_s=ttft, tpot_slo_s=tpot, e2e_slo_s=e2e)
     return w, engine
 
@@ -383,7 +384,8 @@ def worst_case(
     seed : int
         Hypothesis seed: equal arguments give equal results.
     shrink_examples : int, optional
-        New instances the shrink phase may evaluate (default: ``examples``); after that, unseen
+        New instances the shrink phase may evaluate (default: ``max(examples, 300)``; shrinking
+        FCFS's worst attainment case found in 100 examples at ``n_max = 8`` took 339); after that, unseen
         instances count as not worse, so hypothesis stops at the smallest one found so far.
     time_limit_s : float
         MILP time limit per instance (examples that hit it are discarded and counted).
@@ -420,7 +422,7 @@ def worst_case(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an int, got {seed!r}")
     if shrink_examples is None:
-        shrink_examples = examples
+        shrink_examples = max(int(examples), 300)
     if isinstance(shrink_examples, bool) or not isinstance(shrink_examples, int) \
             or shrink_examples < 0:
         raise ValueError(f"shrink_examples must be an int >= 0, got {shrink_examples!r}")
