@@ -80,11 +80,13 @@ class WorstCaseError(RuntimeError):
 @st.composite
 def worst_case_instances(draw: Any, *, n_max: int = 8, objective: str = "attainment",
                          engine: SlotEngine | None = None, max_prompt_tokens: int = 32,
-                         max_output_tokens: int = 8, step_s: float = 0.05) -> tuple[Workload, SlotEngine]:
+                         max_output_tokens: int = 8, step_s: float = 0.05,
+                         simultaneous: bool = False) -> tuple[Workload, SlotEngine]:
     """Instances for :func:`worst_case`: ``(workload, engine)`` on a token-exact ``SlotEngine``.
 
     Each request arrives at the start of a slot in ``0..n_max`` (drawn per request, then sorted,
-    so deleting a request while shrinking leaves the others' arrivals alone); every request fits the
+    so deleting a request while shrinking leaves the others' arrivals alone; all at 0 with
+    ``simultaneous``, the setting of MC-SF's constant competitive ratio); every request fits the
     KV cache alone and its prompt fits one step's token budget (so every policy can serve it
     alone: a gap is a scheduling loss, not a missing feature such as chunked prefill). SLOs
     (attainment, goodput): always an e2e deadline, the request's own service time (``O``
@@ -103,7 +105,7 @@ def worst_case_instances(draw: Any, *, n_max: int = 8, objective: str = "attainm
 
     @st.composite
     def request(d: Any) -> tuple[int, int, int, float, float, float]:
-        gap = d(st.integers(0, n_max))  # arrival slot (sorted below)
+        gap = 0 if simultaneous else d(st.integers(0, n_max))  # arrival slot (sorted below)
         P = d(st.integers(1, p_hi))
         O = d(st.integers(1, max(1, min(max_output_tokens, M - P + 1))))
         if not slo:
@@ -315,6 +317,7 @@ class WorstCase:
     search_s: float
     shrink_s: float
     params: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -334,7 +337,7 @@ class WorstCase:
             "examples": self.examples, "seed": self.seed, "n_max": self.n_max,
             "found_score": num(self.found_score), "shrunk": self.shrunk,
             "evaluated": self.evaluated, "unsolved": self.unsolved, "beaten": self.beaten,
-            "search_s": self.search_s, "shrink_s": self.shrink_s,
+            "search_s": self.search_s, "shrink_s": self.shrink_s, "options": self.options,
             "engine": {"step_s": e.step_s, "max_batch_tokens": e.max_batch_tokens,
                        "kv_capacity_tokens": e.kv_capacity_tokens,
                        "kv_block_tokens": e.kv_block_tokens},
@@ -363,6 +366,8 @@ def worst_case(
     time_limit_s: float = 20.0,
     max_prompt_tokens: int = 32,
     max_output_tokens: int = 8,
+    simultaneous: bool = False,
+    progress: Callable[[str, int, float], None] | None = None,
 ) -> WorstCase:
     """Search for the instance on which a policy is furthest from the exact optimum.
 
@@ -391,6 +396,11 @@ def worst_case(
         MILP time limit per instance (examples that hit it are discarded and counted).
     max_prompt_tokens, max_output_tokens : int
         Length ranges of the drawn requests.
+    simultaneous : bool
+        All requests arrive at time 0 (the offline batch setting).
+    progress : callable, optional
+        Called after every new evaluation as ``progress(phase, evaluated, best_score)`` with
+        ``phase`` ``"search"`` or ``"shrink"`` (e.g. to print progress).
 
     Returns
     -------
@@ -426,6 +436,8 @@ def worst_case(
     if isinstance(shrink_examples, bool) or not isinstance(shrink_examples, int) \
             or shrink_examples < 0:
         raise ValueError(f"shrink_examples must be an int >= 0, got {shrink_examples!r}")
+    if not isinstance(simultaneous, bool):
+        raise ValueError(f"simultaneous must be a bool, got {simultaneous!r}")
     if not (time_limit_s > 0):
         raise ValueError(f"time_limit_s must be > 0, got {time_limit_s!r}")
     if engine is not None:
@@ -439,10 +451,12 @@ def worst_case(
 
     strategy = worst_case_instances(n_max=int(n_max), objective=objective, engine=engine,
                                     max_prompt_tokens=max_prompt_tokens,
-                                    max_output_tokens=max_output_tokens)
+                                    max_output_tokens=max_output_tokens,
+                                    simultaneous=bool(simultaneous))
     cache: dict[tuple[Any, ...], GapEvaluation | None] = {}
     counters = {"unsolved": 0, "beaten": 0, "new_in_shrink": 0, "evaluated": 0}
     shrinking = [False]
+    best: list[Any] = [None, -math.inf]
 
     def evaluate(inst: tuple[Workload, SlotEngine]) -> GapEvaluation | None:
         k = _key(*inst)
@@ -457,13 +471,14 @@ def worst_case(
                           time_limit_s=time_limit_s)
         counters["evaluated"] += 1
         cache[k] = ev
+        if progress is not None:
+            sc = best[1] if ev is None else max(best[1], ev.score(objective))
+            progress("shrink" if shrinking[0] else "search", counters["evaluated"], sc)
         if ev is None:
             counters["unsolved"] += 1
         elif ev.score(objective) < (1.0 if objective == "mean_jct" else 0.0) - 1e-12:
             counters["beaten"] += 1
         return ev
-
-    best: list[Any] = [None, -math.inf]
 
     def common(phases: tuple[Phase, ...]) -> settings:
         return settings(max_examples=int(examples), database=None, deadline=None,
@@ -522,7 +537,10 @@ def worst_case(
         optimum=ev.optimum, gap=ev.gap, ratio=ev.ratio, policy_schedule=ev.policy_schedule,
         optimum_schedule=ev.optimum_schedule, found_score=float(found), shrunk=shrunk,
         examples=int(examples), evaluated=counters["evaluated"], unsolved=counters["unsolved"], beaten=counters["beaten"],
-        seed=int(seed), n_max=int(n_max), search_s=search_s, shrink_s=shrink_s, params=params)
+        seed=int(seed), n_max=int(n_max), search_s=search_s, shrink_s=shrink_s, params=params,
+        options={"engine_drawn": engine is None, "max_prompt_tokens": max_prompt_tokens,
+                 "max_output_tokens": max_output_tokens, "simultaneous": simultaneous,
+                 "time_limit_s": time_limit_s, "shrink_examples": shrink_examples})
 
 
 def _params_of(policy: Any) -> dict[str, Any]:
@@ -553,7 +571,7 @@ def save_worst_case(wc: WorstCase, out_dir: str | Path, *, plot: bool = True) ->
 
     ``trace.csv`` (the instance, every column; :func:`slo_opt.workloads.traces.load_csv` reads it
     back), ``policy_records.csv`` / ``optimum_records.csv`` (one row per request, the columns of
-    ``slo-opt simulate``'s records), ``policy_schedule.npz`` / ``optimum_schedule.npz`` (the
+    ``slo-opt simulate``'s records, empty where undefined), ``policy_schedule.npz`` / ``optimum_schedule.npz`` (the
     schedules, :meth:`Schedule.load_npz`), ``worst.json`` (:meth:`WorstCase.summary`) and
     ``gantt.png`` (:func:`slo_opt.gantt.plot_side_by_side`; skipped without matplotlib or with
     ``plot=False``).
@@ -573,7 +591,8 @@ def save_worst_case(wc: WorstCase, out_dir: str | Path, *, plot: bool = True) ->
         with open(paths[f"{who}_records"], "w", newline="", encoding="utf-8") as f:
             wr = csv.writer(f, lineterminator="\n")
             wr.writerow(list(rec))
-            wr.writerows(zip(*(v.tolist() for v in rec.values())))
+            for row in zip(*(v.tolist() for v in rec.values())):
+                wr.writerow(["" if isinstance(x, float) and math.isnan(x) else x for x in row])
         s.save_npz(str(paths[f"{who}_schedule"]))
     doc = wc.summary()
     doc["files"] = {k: v for k, v in FILES.items() if k != "summary"}
