@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slo_opt.runrecord import git_sha
 from slo_opt.schedulers import SCHEDULERS, make
+from slo_opt.study.runrecord import git_sha
 from slo_opt.testing import save_worst_case, verify_worst_case, worst_case
 
 

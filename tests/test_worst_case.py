@@ -167,3 +167,51 @@ def test_ratio_is_infinite_when_the_policy_scores_zero():
     assert _gap_ratio(0.0, 0.5, "attainment") == (0.5, math.inf)
     assert _gap_ratio(0.0, 0.0, "attainment") == (0.0, 1.0)
     assert _gap_ratio(math.inf, 2.0, "mean_jct")[1] == math.inf
+
+
+# -- the command line ---------------------------------------------------------------------------
+def test_cli_finds_a_gap_and_its_output_replays(tmp_path, capsys):
+    """``slo-opt worst-case`` at a small size: gap > 0, and the written files replay through
+    ``violations`` and ``metrics`` (recomputed here, not by the library's verifier) to the
+    numbers in ``worst.json``."""
+    from slo_opt.cli import main
+    from slo_opt.schedule import Schedule
+    from slo_opt.workloads.traces import load_csv
+
+    out = tmp_path / "wc"
+    rc = main(["worst-case", "--scheduler", "fcfs", "--n-max", "5", "--examples", "25",
+               "--seed", "3", "--out", str(out), "--no-plot", "--quiet"])
+    assert rc == 0
+    assert "gap" in capsys.readouterr().out
+    doc = json.loads((out / "worst.json").read_text())
+    assert doc["scheduler"] == "fcfs" and doc["objective"] == "attainment"
+    assert doc["gap"] > 0 and doc["examples"] == 25 and doc["seed"] == 3
+    w = load_csv(out / "trace.csv")
+    e = SlotEngine(**doc["engine"])
+    assert len(w) == doc["n"]
+    got = {}
+    for who in ("policy", "optimum"):
+        s = Schedule.load_npz(str(out / f"{who}_schedule.npz"))
+        assert violations(s, w, e) == []
+        got[who] = attainment(s, w)
+    assert got["policy"] == pytest.approx(doc["value"], abs=1e-12)
+    assert got["optimum"] == pytest.approx(doc["optimum"], abs=1e-12)
+    assert got["optimum"] - got["policy"] == pytest.approx(doc["gap"], abs=1e-12)
+    # the policy schedule is what fcfs does on the written instance
+    assert simulate(w, e, make("fcfs")) == Schedule.load_npz(str(out / "policy_schedule.npz"))
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--scheduler", "nope"], "unknown scheduler"),
+    (["--scheduler", "fcfs", "--examples", "0"], "--examples"),
+    (["--scheduler", "fcfs", "--step-s", "0.05"], "all three"),
+    (["--scheduler", "fcfs", "--param", "batching=sometimes"], "batching"),
+    (["--scheduler", "fcfs", "--time-limit", "0"], "--time-limit"),
+])
+def test_cli_bad_input_one_line_error(tmp_path, capsys, argv, msg):
+    from slo_opt.cli import main
+
+    rc = main(["worst-case", *argv, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and msg in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()

@@ -1,8 +1,8 @@
 """The ``slo-opt`` command line: demo, simulate, schedulers, profiles, profile, solve, sweep,
-reproduce.
+reproduce, worst-case.
 
 One module per command group (:mod:`.demo`, :mod:`.simulate`, :mod:`.solve`, :mod:`.sweep`,
-:mod:`.reproduce`; ``profile`` runs :mod:`slo_opt.models.gpu_profile`), the shared
+:mod:`.reproduce`, :mod:`.worst_case`; ``profile`` runs :mod:`slo_opt.models.gpu_profile`), the shared
 boundary helpers in :mod:`.common`. Strings live only here, at the outer boundary; everything
 inside is typed.
 """
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from slo_opt import __version__
-from slo_opt.cli import demo, reproduce, simulate
+from slo_opt.cli import demo, reproduce, simulate, worst_case
 from slo_opt.cli.common import (
     DEFAULT_PROFILE,
     CLIError,
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("solve", help="offline optimum / bounds vs schedulers", add_help=False)
     sub.add_parser("sweep", help="run a TOML sweep (local or ray)", add_help=False)
     reproduce.add_parser(sub)
+    worst_case.add_parser(sub)
     return p
 
 
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return {"demo": demo.cmd_demo, "simulate": simulate.cmd_simulate,
                 "schedulers": simulate.cmd_schedulers,
-                "profiles": simulate.cmd_profiles}[args.cmd](args)
+                "profiles": simulate.cmd_profiles,
+                "worst-case": worst_case.cmd_worst_case}[args.cmd](args)
     except CLIError as exc:
         print(f"slo-opt: error: {exc}", file=sys.stderr)
         return 2
