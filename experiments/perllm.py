@@ -259,7 +259,57 @@ def _model_cost(inp: dict[str, Any], site_of: np.ndarray) -> np.ndarray:
 TUNING_SEED = 99  #: workload/network seed of the CS-UCB tuning runs (never a reported seed)
 
 
+from dataclasses import dataclass  # noqa: E402
+
+from slo_opt.dispatchers.perllm import PerLLMDispatcher, slacks  # noqa: E402
+from slo_opt.dispatchers.ucb import pick_max, ucb_index  # noqa: E402
+
+
+@dataclass
+class _UCBSameFeedback(PerLLMDispatcher):
+    """UCB with CS-UCB's reward and arms, without the constraint filter (the library's ``ucb``
+    until the dispatchers move out of the layout freeze)."""
+
+    def choose(self, view: Any) -> int | None:
+        self._stats.t += 1
+        fits = view.fits_memory
+        if not fits.any():
+            return None
+        j = pick_max(ucb_index(self._stats, view.request.class_label, view.num_sites,
+                               self.delta), fits, self._rng)
+        assert j is not None
+        y = slacks(view)
+        e_ref = float(view.energy_j()[fits].max())
+        self._pending[view.rid] = (view.request.class_label, e_ref if e_ref > 0 else 1.0,
+                                   float(min(y[1, j], y[2, j])))
+        return j
+
+
+@dataclass
+class _PerLLMPenalty(PerLLMDispatcher):
+    """CS-UCB whose reward also subtracts ``penalty`` per missed deadline (theta P(t))."""
+
+    penalty: float = 1.0
+
+    def observe(self, feedback: Any) -> None:
+        label, e_ref, y_other = self._pending.pop(feedback.rid, (feedback.class_label, 1.0, 1.0))
+        if feedback.rejected:
+            r = -1.0 - self.lam - self.penalty
+        else:
+            d = feedback.deadline_s
+            y_time = 1.0 if math.isinf(d) else (d - feedback.e2e_s) / d
+            f = float(np.clip(min(y_time, y_other), -1.0, 1.0))
+            r = -min(feedback.energy_j / e_ref, 1.0) + self.lam * f - (
+                0.0 if feedback.met else self.penalty)
+        self._stats.update((label, feedback.site), r)
+
+
+_LOCAL = {"ucb": _UCBSameFeedback, "perllm_penalty": _PerLLMPenalty}
+
+
 def _dispatcher(name: str, seed: int, params: dict[str, Any]) -> Any:
+    if name in _LOCAL:
+        return _LOCAL[name](seed=seed, **params)
     kw = dict(params)
     if "seed" in DISPATCHERS[name].__dataclass_fields__:
         kw["seed"] = seed
@@ -335,17 +385,16 @@ def measure_saturation(dep: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def bound_inputs(w: Workload, cluster: Cluster, pay: np.ndarray, net_seed: int,
                  max_seqs: int = MAX_SEQS) -> dict[str, Any]:
-    """Inputs of the per-site fluid bound, from the same network draws as the replay.
+    """Inputs of the per-site batch-resolved fluid bound, from the replay's network draws.
 
     ``release`` = arrival + upload at the arrival slot's bandwidth (what the simulator uses);
     ``latest_finish`` = arrival + deadline - the fastest download over every slot the result
-    could leave in; ``min_inference`` and plane ``work`` from
-    :mod:`slo_opt.solvers.engine_bounds` per site engine (``inf`` where the KV cache cannot
-    hold the request).
+    could leave in; per site the decode-step floors of each batch-size group, each request's
+    own prefill floor + context time (``inf`` where the KV cache cannot hold it) and its fixed
+    work (:mod:`slo_opt.solvers.engine_bounds`).
     """
     from slo_opt.edge.simulation import SlotBandwidth
     from slo_opt.metrics import SLO_TOL_S
-    from slo_opt.solvers.engine_bounds import min_inference_s, request_work_s, step_planes
 
     n, m = len(w), cluster.num_sites
     bw = SlotBandwidth(cluster, np.random.default_rng(net_seed), 1.0)
@@ -363,33 +412,63 @@ def bound_inputs(w: Workload, cluster: Cluster, pay: np.ndarray, net_seed: int,
         dmin = np.min([bw.down(origins[i], k * bw.slot_s, float(dn_b[i]))[0]
                        for k in range(k0, k1 + 1)], axis=0)
         fin[i] = arr[i] + dl[i] + SLO_TOL_S - dmin
-    mi = np.empty((n, m))
-    planes_by_site = []
+    from slo_opt.models.roofline import RooflineEngineModel
+    from slo_opt.solvers.engine_bounds import (
+        _roofline_terms,
+        ctx_s_per_token,
+        decode_step_floor_s,
+        prefill_floor_s,
+        request_ctx_tokens,
+    )
+    from slo_opt.solvers.tpot_fluid import batch_groups, prefill_extra_s_per_token
+
     p, o = w.prompt_tokens, w.output_tokens
+    groups = batch_groups(max_seqs, exact_up_to=8, ratio=1.5)
+    ctx = request_ctx_tokens(p, o)
+    ng = len(groups)
+    floors = np.empty((m, ng))
+    own = np.empty((n, m))
+    # capacity planes: (a) the step floor with context reads and linear prompt cost; (b) for
+    # roofline sites, lam = 0 of max(weights, GEMM): per step o + s k + (g + h) k, per prompt
+    # token g (the prefill compute the floor alone does not charge)
+    cap_f = [np.empty((m, ng)), np.empty((m, ng))]
+    cap_x = [np.empty((n, m)), np.empty((n, m))]
     for j, s in enumerate(cluster.sites):
         e = cluster.site(s).engine
-        mi[:, j] = min_inference_s(e, p, o)
-        mi[p + o - 1 > e.kv_capacity_tokens, j] = math.inf
-        k = max(1, min(max_seqs, int(e.kv_capacity_tokens) // int(np.min(p + 1))))
-        planes_by_site.append(step_planes(e, k))
-    npl = max(len(x) for x in planes_by_site)
-    work = [np.column_stack([request_work_s(pl[min(t, len(pl) - 1)], p, o)
-                             for pl in planes_by_site]) for t in range(npl)]
-    return {"release_s": rel, "latest_finish_s": fin, "min_inference_s": mi, "work_s": work}
+        fk = np.array([decode_step_floor_s(e, k) for k in range(1, max_seqs + 1)])
+        floors[j] = [fk[lo - 1:hi].min() for lo, hi in groups]
+        a_c = ctx_s_per_token(e)
+        own[:, j] = prefill_floor_s(e, p) + a_c * ctx
+        own[p + o - 1 > e.kv_capacity_tokens, j] = math.inf
+        cap_f[0][j] = floors[j]
+        cap_x[0][:, j] = prefill_extra_s_per_token(e) * p + a_c * ctx
+        if isinstance(e, RooflineEngineModel):
+            ov, ps, _, g, gh, _ = _roofline_terms(e)
+            cap_f[1][j] = [ov + (ps + g + gh) * lo for lo, _ in groups]
+            cap_x[1][:, j] = g * p + a_c * ctx
+        else:
+            cap_f[1][j] = cap_f[0][j]
+            cap_x[1][:, j] = cap_x[0][:, j]
+    return {"release_s": rel, "latest_finish_s": fin, "decodes": np.maximum(o - 1, 0),
+            "floors_s": floors, "group_hi": np.array([hi for _, hi in groups]),
+            "own_s": own, "cap_floors_s": cap_f, "cap_fixed_s": cap_x}
 
 
 def fluid_bound(w: Workload, cluster: Cluster, pay: np.ndarray, net_seed: int,
                 cfg: dict[str, Any]) -> dict[str, Any]:
     """The per-site fluid LP bound on deadline-met requests of one instance."""
-    from slo_opt.solvers.window_fluid import site_fluid_bound
+    from slo_opt.solvers.window_fluid import site_batch_fluid_bound
 
     inp = bound_inputs(w, cluster, pay, net_seed)
-    b = site_fluid_bound(inp["release_s"], inp["latest_finish_s"], inp["min_inference_s"],
-                         inp["work_s"], cell_s=cfg["bound_cell_s"],
-                         time_limit_s=cfg["bound_time_limit_s"],
-                         valid_for=f"{len(cluster.sites)}-site cluster: every dispatcher, site schedulers with <= "
-                                   f"{MAX_SEQS} decodes per step, realised bandwidth")
-    unl = inp["latest_finish_s"] - inp["release_s"] >= inp["min_inference_s"]
+    b = site_batch_fluid_bound(
+        inp["release_s"], inp["latest_finish_s"], inp["decodes"], inp["floors_s"],
+        inp["group_hi"], inp["own_s"], inp["cap_floors_s"], inp["cap_fixed_s"],
+        cell_s=cfg["bound_cell_s"],
+        time_limit_s=cfg["bound_time_limit_s"],
+        valid_for=f"{len(cluster.sites)}-site cluster: every dispatcher, site schedulers with <= "
+                  f"{MAX_SEQS} decodes per step, realised bandwidth")
+    win = inp["latest_finish_s"] - inp["release_s"]
+    unl = win >= inp["own_s"] + inp["decodes"][:, None] * inp["floors_s"].min(axis=1)[None, :]
     return {"met_bound": b.value, "bound_status": str(getattr(b.status, "value", b.status)),
             "bound_wall_s": round(b.wall_s, 3), "bound_cols": b.num_cols,
             "feasible_alone": int(unl.any(axis=1).sum()), "bound_valid_for": b.valid_for}
@@ -541,7 +620,9 @@ def diagnose(cfg: dict[str, Any], sat: dict[str, float], perllm_params: dict[str
                 w, pay = build_workload(cluster, cfg["n"], rate,
                                         np.random.default_rng([seed, int(rate * 1000)]))
                 for name, params in pols:
-                    reg = "perllm" if name.startswith("perllm") else name
+                    reg = {"perllm_default": "perllm"}.get(name, name)
+                    if name in cfg["variants"]:
+                        reg = cfg["variants"][name]["dispatcher"]
                     disp = _Logged(_dispatcher(reg, seed, params))
                     r = simulate_cluster(w, cluster, disp, rng=np.random.default_rng(1000 + seed),
                                          payload_bytes=pay)
@@ -731,8 +812,7 @@ def _plots(rows: list[dict[str, Any]], cur: list[dict[str, Any]], out: Path) -> 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
     """The resolved configuration (full or ``--quick``)."""
-    variants = {"perllm_penalty": {"dispatcher": "perllm", "params": {"penalty": 1.0}}} \
-        if "penalty" in DISPATCHERS["perllm"].__dataclass_fields__ else {}
+    variants = {"perllm_penalty": {"dispatcher": "perllm_penalty", "params": {"penalty": 1.0}}}
     common = {"warmup_frac": 0.1, "bound_cell_s": 1.0, "bound_time_limit_s": 120.0,
               "sat_rate": 100.0, "dispatchers": sorted(DISPATCHERS), "variants": variants,
               "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0], "epoch_s": 10.0,
@@ -745,20 +825,21 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
                 "milp_time_limit_s": 5.0, "planner_time_limit_s": 2.0, "planner_iterations": 1,
                 "slotted_time_limit_s": 5.0, "slotted_shares": [0.35]}
     return {**common, "deployments": ["D1", "D2"], "loads": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
-            "n": 1000, "seeds": args.seeds or 4, "sat_n": 1500, "tune_loads": [0.2, 0.6, 1.0],
+            "n": 800, "seeds": args.seeds or 3, "sat_n": 1500, "tune_loads": [0.2, 0.6, 1.0],
             "diagnose_loads": [0.2, 0.4], "diagnose_seeds": 2,
             "tune_n": 300, "planners": not args.no_planners, "planner_loads": [0.2, 0.6, 1.0],
-            "planner_n": 300, "milp_time_limit_s": 20.0, "planner_time_limit_s": 5.0,
-            "planner_iterations": 4, "slotted_time_limit_s": 20.0,
-            "slotted_shares": [0.2, 0.35, 0.5]}
+            "planner_n": 300, "milp_time_limit_s": 10.0, "planner_time_limit_s": 5.0,
+            "planner_iterations": 2, "slotted_time_limit_s": 10.0,
+            "slotted_shares": [0.35]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point (``slo-opt reproduce perllm [--quick] [--out DIR] [--seeds N]``)."""
     ap = argparse.ArgumentParser(
         prog="slo-opt reproduce perllm", description=__doc__.split("\n")[0],
-        epilog="Full run (default): ~40 min on 2 cores (sweep ~30 min, planners ~8 min), "
-               "progress on stderr; --quick: < 1 min.")
+        epilog="Full run (default): about an hour on the shared 2-core machine (sweep ~45 min, "
+               "planners and diagnosis ~15 min), progress on stderr; --quick: < 1 min "
+               "(--no-planners skips the MILP planners).")
     ap.add_argument("--quick", action="store_true", help="small CI-sized run (< 60 s)")
     ap.add_argument("--out", default="results/perllm", help="output folder")
     ap.add_argument("--seeds", type=int, default=0, help="repetitions per load (0 = default)")

@@ -52,8 +52,8 @@ import numpy as np
 
 from slo_opt.engine import BatchShape
 
-__all__ = ["StepPlane", "decode_step_floor_s", "min_inference_s", "request_work_s",
-           "step_planes"]
+__all__ = ["StepPlane", "ctx_s_per_token", "decode_step_floor_s", "min_inference_s",
+           "prefill_floor_s", "request_ctx_tokens", "request_work_s", "step_planes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +194,9 @@ def decode_step_floor_s(engine: object, k: int) -> float:
     return float(e.step_s)  # type: ignore[attr-defined]
 
 
-def _prefill_floor_s(engine: object, prompt_tokens: np.ndarray) -> np.ndarray:
-    """Lower bound on the total time of the steps computing a ``P``-token prompt."""
+def prefill_floor_s(engine: object, prompt_tokens: np.ndarray) -> np.ndarray:
+    """Lower bound on the total time of the steps computing a ``P``-token prompt (its own
+    prefill steps, whatever else they compute)."""
     kind = _kind(engine)
     e = engine
     p = np.asarray(prompt_tokens, float)
@@ -215,6 +216,24 @@ def _prefill_floor_s(engine: object, prompt_tokens: np.ndarray) -> np.ndarray:
     return nsteps * float(e.step_s)  # type: ignore[attr-defined]
 
 
+def ctx_s_per_token(engine: object) -> float:
+    """``a_c`` with ``step_time >= (time without decode context) + a_c C`` for every step
+    (``C`` = decode context tokens): linear ``c_ctx``, roofline KV bytes / bandwidth, 0 else."""
+    kind = _kind(engine)
+    if kind == "linear":
+        return float(engine.c_ctx_s)  # type: ignore[attr-defined]
+    if kind == "roofline":
+        return _roofline_terms(engine)[5]
+    return 0.0
+
+
+def request_ctx_tokens(prompt_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """Decode context tokens a request's ``O - 1`` decode steps attend: ``sum_k (P + k)``."""
+    p = np.asarray(prompt_tokens, float)
+    d = np.maximum(np.asarray(output_tokens, float) - 1.0, 0.0)
+    return d * p + d * (d + 1.0) / 2.0
+
+
 def request_work_s(plane: StepPlane, prompt_tokens: np.ndarray,
                    output_tokens: np.ndarray) -> np.ndarray:
     """Seconds of ``plane`` work each request brings (module docstring)."""
@@ -229,14 +248,14 @@ def min_inference_s(engine: object, prompt_tokens: np.ndarray,
     """Lower bound on each request's inference time (first step start -> last token).
 
     Its prompt needs at least ``ceil(P / max_batch_tokens)`` steps (bounded below by
-    ``_prefill_floor_s``) and its ``O - 1`` decodes ``O - 1`` further steps, each at least the
+    :func:`prefill_floor_s`) and its ``O - 1`` decodes ``O - 1`` further steps, each at least the
     cheapest step with one or more decode sequences attending the request's own context.
     """
     kind = _kind(engine)
     e = engine
     p = np.asarray(prompt_tokens, float)
     d = np.maximum(np.asarray(output_tokens, float) - 1.0, 0.0)
-    pre = _prefill_floor_s(engine, p)
+    pre = prefill_floor_s(engine, p)
     if kind == "linear":
         per = float(e.c0_s + e.c_decode_s)  # type: ignore[attr-defined]
         ctx = float(e.c_ctx_s) * (d * p + d * (d + 1.0) / 2.0)  # type: ignore[attr-defined]

@@ -28,7 +28,8 @@ import numpy as np
 
 from slo_opt.solvers.base import LinearModel, Status
 
-__all__ = ["SiteFluidBound", "add_window_work", "cell_edges", "site_fluid_bound",
+__all__ = ["SiteFluidBound", "add_window_work", "cell_edges", "site_batch_fluid_bound",
+           "site_fluid_bound",
            "window_cells"]
 
 
@@ -141,5 +142,82 @@ def site_fluid_bound(release_s: np.ndarray, latest_finish_s: np.ndarray,
         b = raw.bound if raw.bound is not None else raw.incumbent
         val = max(float(raw.incumbent), float(b)) * (1 + 1e-7) + 1e-9
         val = min(val, float(w[np.unique(ii)].sum()))  # never above "every feasible one"
+    return SiteFluidBound(raw.status, val, model.num_cols, model.num_rows,
+                          time.perf_counter() - t0, valid_for)
+
+
+def site_batch_fluid_bound(release_s: np.ndarray, latest_finish_s: np.ndarray,
+                           decodes: np.ndarray, floors_s: np.ndarray, group_hi: np.ndarray,
+                           own_s: np.ndarray, cap_floors_s: Sequence[np.ndarray],
+                           cap_fixed_s: Sequence[np.ndarray], *,
+                           weights: np.ndarray | None = None, cell_s: float = 1.0,
+                           time_limit_s: float = 120.0, valid_for: str = "") -> SiteFluidBound:
+    """Most on-time requests over sites, with batch sizes resolved (latency-throughput coupling).
+
+    Variables: ``x[i, j]`` (request ``i`` on time at site ``j``) and ``y[i, j, g] >= 0``: its
+    decode steps at ``j`` in steps whose decode count lies in group ``g`` (sizes up to
+    ``group_hi[g]``; every such step lasts at least ``floors_s[j, g]``)::
+
+        sum_j x[i, j] <= 1
+        sum_g y[i, j, g] = decodes_i x[i, j]
+        sum_g floors[j, g] y[i, j, g] + own[i, j] x[i, j] <= (finish - release)[i, j] x[i, j]
+        per capacity plane c, fluid rows per site:
+            sum_g cap_floors[c][j, g] / group_hi[g] y + cap_fixed[c][i, j] x
+            inside [release, finish] (:func:`add_window_work`)
+
+    ``own`` = the request's own prefill floor plus its decode-context time (every one of its
+    steps pays for its own context). A capacity plane is a split of every step's duration into
+    a per-step part that depends only on its decode count (``cap_floors``, at most the step
+    floor) and per-request parts (``cap_fixed``: context reads, prompt tokens) whose sum over the
+    step's requests is at most the rest; each plane alone is a valid capacity argument, so all
+    are imposed. The latency row is the request's own steps running one after another inside
+    its window; the fluid rows charge each step's per-step part to its ``<= group_hi`` decodes. Unlike :func:`site_fluid_bound`, a request
+    cannot both ride in the large batches that give the throughput and finish as fast as it
+    would alone.
+    """
+    import time
+
+    from slo_opt.solvers import backends
+
+    t0 = time.perf_counter()
+    rel = np.asarray(release_s, float)
+    fin = np.asarray(latest_finish_s, float)
+    n, m = rel.shape
+    fl = np.asarray(floors_s, float)
+    hi = np.asarray(group_hi, float)
+    ng = hi.size
+    own = np.asarray(own_s, float)
+    dec = np.asarray(decodes, float)
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    win = fin - rel
+    ok = np.isfinite(rel) & np.isfinite(fin) & np.isfinite(own) & (
+        win >= own + dec[:, None] * fl.min(axis=1)[None, :])
+    ii, jj = np.nonzero(ok)
+    if ii.size == 0:
+        return SiteFluidBound(Status.OPTIMAL, 0.0, 0, 0, time.perf_counter() - t0, valid_for)
+    q = ii.size
+    model = LinearModel(sense="max", info={"name": "site_batch_fluid"})
+    x = model.add_cols(q, lb=0.0, ub=1.0, cost=w[ii])
+    y = model.add_cols(q * ng, lb=0.0).reshape(q, ng)
+    model.add_rows(ii, x, 1.0, -math.inf, 1.0, n)
+    r = np.arange(q)
+    model.add_rows(np.concatenate([np.repeat(r, ng), r]), np.concatenate([y.reshape(-1), x]),
+                   np.concatenate([np.ones(q * ng), -dec[ii]]), 0.0, 0.0, q)
+    model.add_rows(np.concatenate([np.repeat(r, ng), r]), np.concatenate([y.reshape(-1), x]),
+                   np.concatenate([fl[jj].reshape(-1), own[ii, jj] - win[ii, jj]]),
+                   -math.inf, 0.0, q)
+    edges = cell_edges(rel[ii, jj], fin[ii, jj], cell_s)
+    cols = [y[:, g] for g in range(ng)] + [x]
+    for cf, cx in zip(cap_floors_s, cap_fixed_s, strict=True):
+        cf = np.asarray(cf, float)
+        fix = np.asarray(cx, float)
+        coefs = [cf[jj, g] / hi[g] for g in range(ng)] + [fix[ii, jj]]
+        add_window_work(model, edges, rel[ii, jj], fin[ii, jj], jj, cols, coefs, m)
+    raw = backends.run(model, time_limit_s=time_limit_s)
+    val = math.nan
+    if raw.status == Status.OPTIMAL and raw.incumbent is not None:
+        b = raw.bound if raw.bound is not None else raw.incumbent
+        val = max(float(raw.incumbent), float(b)) * (1 + 1e-7) + 1e-9
+        val = min(val, float(w[np.unique(ii)].sum()))
     return SiteFluidBound(raw.status, val, model.num_cols, model.num_rows,
                           time.perf_counter() - t0, valid_for)
