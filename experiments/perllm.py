@@ -259,57 +259,7 @@ def _model_cost(inp: dict[str, Any], site_of: np.ndarray) -> np.ndarray:
 TUNING_SEED = 99  #: workload/network seed of the CS-UCB tuning runs (never a reported seed)
 
 
-from dataclasses import dataclass  # noqa: E402
-
-from slo_opt.dispatchers.perllm import PerLLMDispatcher, slacks  # noqa: E402
-from slo_opt.dispatchers.ucb import pick_max, ucb_index  # noqa: E402
-
-
-@dataclass
-class _UCBSameFeedback(PerLLMDispatcher):
-    """UCB with CS-UCB's reward and arms, without the constraint filter (the library's ``ucb``
-    until the dispatchers move out of the layout freeze)."""
-
-    def choose(self, view: Any) -> int | None:
-        self._stats.t += 1
-        fits = view.fits_memory
-        if not fits.any():
-            return None
-        j = pick_max(ucb_index(self._stats, view.request.class_label, view.num_sites,
-                               self.delta), fits, self._rng)
-        assert j is not None
-        y = slacks(view)
-        e_ref = float(view.energy_j()[fits].max())
-        self._pending[view.rid] = (view.request.class_label, e_ref if e_ref > 0 else 1.0,
-                                   float(min(y[1, j], y[2, j])))
-        return j
-
-
-@dataclass
-class _PerLLMPenalty(PerLLMDispatcher):
-    """CS-UCB whose reward also subtracts ``penalty`` per missed deadline (theta P(t))."""
-
-    penalty: float = 1.0
-
-    def observe(self, feedback: Any) -> None:
-        label, e_ref, y_other = self._pending.pop(feedback.rid, (feedback.class_label, 1.0, 1.0))
-        if feedback.rejected:
-            r = -1.0 - self.lam - self.penalty
-        else:
-            d = feedback.deadline_s
-            y_time = 1.0 if math.isinf(d) else (d - feedback.e2e_s) / d
-            f = float(np.clip(min(y_time, y_other), -1.0, 1.0))
-            r = -min(feedback.energy_j / e_ref, 1.0) + self.lam * f - (
-                0.0 if feedback.met else self.penalty)
-        self._stats.update((label, feedback.site), r)
-
-
-_LOCAL = {"ucb": _UCBSameFeedback, "perllm_penalty": _PerLLMPenalty}
-
-
 def _dispatcher(name: str, seed: int, params: dict[str, Any]) -> Any:
-    if name in _LOCAL:
-        return _LOCAL[name](seed=seed, **params)
     kw = dict(params)
     if "seed" in DISPATCHERS[name].__dataclass_fields__:
         kw["seed"] = seed
@@ -812,7 +762,7 @@ def _plots(rows: list[dict[str, Any]], cur: list[dict[str, Any]], out: Path) -> 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
     """The resolved configuration (full or ``--quick``)."""
-    variants = {"perllm_penalty": {"dispatcher": "perllm_penalty", "params": {"penalty": 1.0}}}
+    variants = {"perllm_penalty": {"dispatcher": "perllm", "params": {"penalty": 1.0}}}
     common = {"warmup_frac": 0.1, "bound_cell_s": 1.0, "bound_time_limit_s": 120.0,
               "sat_rate": 100.0, "dispatchers": sorted(DISPATCHERS), "variants": variants,
               "tune_delta": [0.5, 1.0, 2.0], "tune_lam": [0.5, 1.0], "epoch_s": 10.0,

@@ -60,3 +60,15 @@ def test_listing_commands(capsys):
 def test_parse_params():
     assert parse_params(["a=1", "b=x", "c=[1, 2]", "d=None"]) == {"a": 1, "b": "x", "c": [1, 2],
                                                                    "d": None}
+
+
+def test_reproduce_help_lists_the_reproductions(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("perllm", "slice", "ssjf", "fastserve"):
+        assert f"  {name} " in out
+    with pytest.raises(SystemExit):
+        main(["reproduce", "slice", "--help"])
+    assert "Full run" in capsys.readouterr().out

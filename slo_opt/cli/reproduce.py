@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import runpy
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,35 @@ from slo_opt.cli.common import CLIError
 __all__ = ["add_parser", "cmd_reproduce", "experiments_dir"]
 
 
+def reproductions() -> dict[str, str]:
+    """``{name: first line of its docstring}`` for every script in ``experiments/`` (read with
+    :mod:`ast`, nothing is executed); empty outside a clone."""
+    try:
+        d = experiments_dir()
+    except CLIError:
+        return {}
+    out = {}
+    for p in sorted(d.glob("*.py")):
+        if p.stem.startswith("_"):
+            continue
+        try:
+            doc = ast.get_docstring(ast.parse(p.read_text())) or ""
+        except (OSError, SyntaxError):
+            doc = ""
+        out[p.stem] = " ".join(doc.split("\n\n")[0].split())
+    return out
+
+
 def add_parser(sub: Any) -> None:
-    """Add ``reproduce`` to the sub-command parsers."""
-    r = sub.add_parser("reproduce", help="run a paper reproduction from experiments/")
-    r.add_argument("paper")
+    """Add ``reproduce`` to the sub-command parsers; its help lists the reproductions."""
+    items = reproductions()
+    epilog = "reproductions (each takes --quick, --out DIR, --seeds N; NAME --help shows its " \
+             "options and the full run's expected time):\n" + "\n".join(
+                 f"  {k:14} {v}" for k, v in items.items())
+    r = sub.add_parser("reproduce", help="run a paper reproduction from experiments/",
+                       description="Run experiments/NAME.py (a paper reproduction or study).",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("paper", metavar="NAME", help=f"one of: {', '.join(items) or '(none found)'}")
 
 
 def experiments_dir() -> Path:

@@ -18,7 +18,9 @@ from a third-party re-implementation [S] and therefore a *reconstruction*:
 * reward (eq. (2)/(4) of the re-implementation): ``r = -E/E_ref + lambda * f(y)``, with
   ``f(y) = clip(min(y), -1, 1)`` using the *observed* time slack and the decision-time compute
   and memory slacks, ``E`` the feedback energy and ``E_ref`` the most expensive memory-feasible
-  site's model energy for this request;
+  site's model energy for this request, minus ``penalty`` per missed deadline (the
+  ``theta P(t)`` term of the paper's regret bound; default 0) --
+  :func:`~slo_opt.edge.dispatchers.bandit.cs_reward`, shared with the UCB comparator;
 * index (eq. (6)): ``R(a) + delta * sqrt(ln t / n(a))``; arms never observed get ``+inf``;
   the argmax is over feasible sites only.
 
@@ -38,26 +40,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from slo_opt.edge.dispatchers.bandit import ArmStats, cs_reward, pick_max, slacks, ucb_index
 from slo_opt.edge.dispatchers.base import ClusterView, Feedback, check_seed, register
-from slo_opt.edge.dispatchers.ucb import ArmStats, pick_max, ucb_index
 
-__all__ = ["PerLLMDispatcher", "slacks"]
-
-
-def slacks(view: ClusterView) -> np.ndarray:
-    """Normalised decision-time slacks per site, shape ``(4, m)``: time, compute, memory, bw."""
-    d = view.deadline_s
-    work = view.request.prompt_tokens + view.request.output_tokens - 1
-    cap = view.kv_capacity_tokens.astype(float)
-    y_mem = np.where(view.fits_memory,
-                     1.0 - (cap - view.kv_free_tokens + view.peak_tokens) / cap, -1.0)
-    if math.isinf(d):
-        one = np.ones(view.num_sites)
-        return np.vstack([one, one, y_mem, one])
-    y_time = (d - view.predicted_e2e_s()) / d
-    y_comp = 1.0 - (view.outstanding_tokens + work) / (view.throughput_tokens_per_s * d)
-    y_bw = 1.0 - (view.up_s + view.down_s) / d
-    return np.vstack([y_time, y_comp, y_mem, y_bw])
+__all__ = ["PerLLMDispatcher", "slacks"]  # slacks: re-exported from .bandit
 
 
 @register
@@ -71,6 +57,8 @@ class PerLLMDispatcher:
         Exploration constant ``delta`` of the index (UCB1: ``sqrt(2)``).
     lam : float
         Weight ``lambda`` of the constraint-satisfaction term in the reward.
+    penalty : float
+        Reward penalty ``theta`` of a missed deadline (0: the continuous slack term only).
     reject_infeasible : bool
         Reject requests no site can serve within its constraints (default: best effort).
     seed : int
@@ -80,6 +68,7 @@ class PerLLMDispatcher:
     name: ClassVar[str] = "perllm"
     delta: float = math.sqrt(2.0)
     lam: float = 1.0
+    penalty: float = 0.0
     reject_infeasible: bool = False
     seed: int = 0
     _stats: ArmStats = field(init=False, repr=False)
@@ -87,7 +76,7 @@ class PerLLMDispatcher:
     _pending: dict[int, tuple[str, float, float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for nm in ("delta", "lam"):
+        for nm in ("delta", "lam", "penalty"):
             v = getattr(self, nm)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{nm} must be finite and >= 0, got {v!r}")
@@ -124,13 +113,7 @@ class PerLLMDispatcher:
         return j
 
     def observe(self, feedback: Feedback) -> None:
-        """Reward ``-E/E_ref + lam * clip(min(observed time slack, compute, memory), -1, 1)``."""
+        """Reward :func:`~slo_opt.edge.dispatchers.bandit.cs_reward` of the observed outcome."""
         label, e_ref, y_other = self._pending.pop(feedback.rid, (feedback.class_label, 1.0, 1.0))
-        if feedback.rejected:
-            r = -1.0 - self.lam
-        else:
-            d = feedback.deadline_s
-            y_time = 1.0 if math.isinf(d) else (d - feedback.e2e_s) / d
-            f = float(np.clip(min(y_time, y_other), -1.0, 1.0))
-            r = -min(feedback.energy_j / e_ref, 1.0) + self.lam * f
-        self._stats.update((label, feedback.site), r)
+        self._stats.update((label, feedback.site),
+                           cs_reward(feedback, e_ref, y_other, self.lam, self.penalty))
