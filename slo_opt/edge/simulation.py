@@ -49,7 +49,7 @@ from slo_opt.metrics import SLO_TOL_S
 from slo_opt.request import Workload
 from slo_opt.schedule import Schedule
 from slo_opt.schedulers import make as make_scheduler
-from slo_opt.sim.simulator import Simulation
+from slo_opt.sim.online import Simulation
 
 __all__ = [
     "AssignmentDispatcher",

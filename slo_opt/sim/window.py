@@ -9,7 +9,7 @@ admission steps, the batch shapes of all steps are closed-form (difference array
 times are one vectorised engine call and the start times one sequential sum; and given the
 start times, each admission step is the first step whose start sees the arrival. The window
 solves that fixed point by iteration, from a first guess made event by event
-(:func:`_guess_steps`: between two admissions or completions the decode step time is affine in
+(:func:`~.window_guess.guess_admission_steps`: between two admissions or completions the decode step time is affine in
 the step index, so the step at which the next arrival becomes visible solves a quadratic); with
 that guess one or two iterations suffice.
 
@@ -31,14 +31,13 @@ steps call the scheduler.
 
 from __future__ import annotations
 
-import heapq
 import math
-from typing import Any
 
 import numpy as np
 
-from slo_opt.engine import BatchShape
 from slo_opt.schedulers.base import reserved_blocks
+from slo_opt.sim.state import RUNNING, EngineState
+from slo_opt.sim.window_guess import guess_admission_steps
 
 __all__ = ["run_admit_window"]
 
@@ -62,119 +61,20 @@ def _cum(starts: np.ndarray, ends: np.ndarray, weights: np.ndarray | None, size:
     return np.rint(np.cumsum(d[:size])).astype(np.int64)
 
 
-def _decode_affine(sim: Any, n: int) -> tuple[float, float]:
-    """``(a, c)`` with decode step time ~ ``a + c * context_tokens`` for ``n`` sequences.
-
-    Only a guide for :func:`_guess_steps` (exact for the linear engine; the window verifies
-    every step with the engine's exact times anyway). Cached per batch size.
-    """
-    cache = sim._affine
-    ac = cache.get(n)
-    if ac is None:
-        f = sim.e.batch_step_times_s
-        z = np.zeros(2, np.int64)
-        t = f(z, np.array([n, n]), np.array([0, 1 << 20]), z, z)
-        ac = cache[n] = (float(t[0]), float(t[1] - t[0]) / (1 << 20))
-    return ac
-
-
-def _guess_steps(sim: Any, t0: float, eps: float, rem0: np.ndarray, comp0: np.ndarray,
-                 p_wait: np.ndarray, o_wait: np.ndarray, arr: np.ndarray, p_fut: np.ndarray,
-                 o_fut: np.ndarray) -> np.ndarray:
-    """Admission step of each future arrival, simulated event by event (a guess).
-
-    Between events (admission, completion) the batch is constant and the step times are
-    affine in the step index, so the time to the next arrival is a quadratic in the number
-    of steps, solved in closed form; prefill steps use the engine's exact step time. An empty
-    batch (the engine would idle) ends the guess: later arrivals get the step after it.
-    """
-    e = sim.e
-    affine = sim._affine
-    ceil, sqrt = math.ceil, math.sqrt
-    heap: list[tuple[int, int]] = []  # (first step no longer decoding, context weight)
-    n = 0
-    wsum = 0
-    for r, w in zip(rem0.tolist(), (comp0 + 1).tolist()):
-        heap.append((r, w))
-        n += 1
-        wsum += w
-    heapq.heapify(heap)
-    out = np.empty(arr.size, np.int64)
-    arr_l = arr.tolist()
-    pf_l = p_fut.tolist()
-    of_l = o_fut.tolist()
-    nf = len(arr_l)
-    t = t0
-    j = 0
-    k = 0
-    group_p = p_wait.tolist()
-    group_o = o_wait.tolist()
-    while True:
-        while heap and heap[0][0] <= j:
-            _, w = heapq.heappop(heap)
-            n -= 1
-            wsum -= w
-        if k < nf and not group_p:
-            while k < nf and arr_l[k] <= t + eps:
-                out[k] = j
-                group_p.append(pf_l[k])
-                group_o.append(of_l[k])
-                k += 1
-        if group_p:  # a prefill step
-            pf = sum(group_p)
-            dt = e.step_time_s(BatchShape(prefill_tokens=pf, decode_seqs=n,
-                                          decode_context_tokens=wsum + j * n,
-                                          prefill_seqs=len(group_p), prefill_context_tokens=pf))
-            for p, o in zip(group_p, group_o):
-                if o >= 2:
-                    heapq.heappush(heap, (j + o, p - j))
-                    n += 1
-                    wsum += p - j
-            group_p = []
-            group_o = []
-            t += dt
-            j += 1
-            continue
-        if k >= nf:
-            break
-        if n == 0:  # idle engine: not modelled here
-            out[k:] = j + 1
-            break
-        # constant batch until the next completion: the first step whose start sees arr_l[k]
-        ac = affine.get(n)
-        if ac is None:
-            ac = _decode_affine(sim, n)
-        a, c = ac
-        base = a + c * (wsum + j * n)  # time of step j; step j + x takes base + c * n * x
-        cn = c * n
-        need = arr_l[k] - eps - t
-        if cn > 0.0:
-            q = base - 0.5 * cn
-            steps = ceil((sqrt(q * q + 2.0 * cn * need) - q) / cn)
-        else:
-            steps = ceil(need / base)
-        if steps < 1:
-            steps = 1
-        if heap and j + steps > heap[0][0]:
-            steps = heap[0][0] - j
-        t += steps * base + cn * steps * (steps - 1) * 0.5
-        j += steps
-    return out
-
-
-def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bool:
+def run_admit_window(sim: EngineState, start: float, limit_s: float, eps_s: float) -> bool:
     """Run one admission window from ``start`` (the simulator's clock); ``False`` if none.
 
-    ``sim`` is the simulator's private state (:class:`slo_opt.sim.simulator._Sim`) with an active
+    ``sim`` is the simulator's state (:class:`~slo_opt.sim.state.EngineState`) with an active
     ``AdmitPromise`` in ``sim.admit``; the caller checked that fast-forward is on, the run is
     offline, the engine has ``batch_step_times_s`` and start times are not slot-aligned.
     ``eps_s`` is the simulator's arrival tolerance (an arrival at ``a`` is visible to a step
     starting at ``t`` iff ``a <= t + eps_s``).
     """
     promise = sim.admit
+    assert promise is not None
     budget = int(promise.token_budget)
     max_seqs = int(promise.max_seqs)
-    b = sim.b
+    b = sim.kv.block_tokens
     P, O, A = sim.P, sim.O, sim.arr
     # --- the batch now: running requests (all in decode) and fresh waiting requests
     rids = sim.running_ids()
@@ -194,7 +94,7 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     if resv_out is not None:  # Orca: reserved blocks of every running and admitted request
         resv_r = reserved_blocks(P[rids], O[rids], resv_out, b)
         resv_w = reserved_blocks(P[wq], O[wq], resv_out, b)
-        if int(resv_r.sum()) + int(resv_w.sum()) > sim.cap_blocks:
+        if int(resv_r.sum()) + int(resv_w.sum()) > sim.kv.capacity_blocks:
             return False
     comp0 = sim.computed[rids]
     gen0 = sim.generated[rids]
@@ -212,7 +112,7 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     # --- a first guess of the admission steps (event-level, closed-form decode sums), then
     # the horizon: the window ends at the last candidate's step unless no arrival follows
     if nf:
-        s_fut = _guess_steps(sim, start, eps_s, rem0, comp0, Pc[:nw], Oc[:nw], Af, Pc[nw:],
+        s_fut = guess_admission_steps(sim, start, eps_s, rem0, comp0, Pc[:nw], Oc[:nw], Af, Pc[nw:],
                              Oc[nw:])
         if s_fut[-1] >= MAX_WINDOW_STEPS:  # sparse arrivals: keep the arrays bounded
             keep = int(s_fut.searchsorted(MAX_WINDOW_STEPS)) + 1  # + the first one beyond
@@ -240,16 +140,16 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     dec2 = Oc >= 2
     steps_j = np.arange(H, dtype=np.int64)
     eps = eps_s
-    f = sim.e.batch_step_times_s
+    f = sim.e.batch_step_times_s  # type: ignore[attr-defined]
     until = min(promise.until_s, limit_s)
-    cap_tokens = sim.cap_blocks * b
+    cap_tokens = sim.kv.capacity_blocks * b
     if nf:
         # an arrival that must be rejected (its peak KV, or its reservation, exceeds the
         # cache) ends the window
-        peak_bad = -(-(Pc[nw:] + Oc[nw:] - 1) // b) > sim.cap_blocks
+        peak_bad = -(-(Pc[nw:] + Oc[nw:] - 1) // b) > sim.kv.capacity_blocks
         if resv_out is not None:
             resv_f = reserved_blocks(Pc[nw:], Oc[nw:], resv_out, b)
-            peak_bad |= resv_f > sim.cap_blocks
+            peak_bad |= resv_f > sim.kv.capacity_blocks
             # reservations held at steps [0, rem0) and [s, s + output)
             resv_c = np.concatenate((resv_w, resv_f)).astype(np.float64)
         rej = np.flatnonzero(peak_bad)
@@ -284,7 +184,7 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
             held = _cum(np.concatenate((r_start, sa)),
                         np.concatenate((r_end, np.minimum(sa + Oc[adm], H))),
                         np.concatenate((resv_r.astype(np.float64), resv_c[adm])), H)
-            bad |= held > sim.cap_blocks
+            bad |= held > sim.kv.capacity_blocks
         J = int(np.argmax(bad)) if np.count_nonzero(bad) else H
         if nf:
             if rej.size:
@@ -319,18 +219,16 @@ def run_admit_window(sim: Any, start: float, limit_s: float, eps_s: float) -> bo
     return True
 
 
-def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
+def _commit(sim: EngineState, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
             dctx: np.ndarray, pf: np.ndarray, rids: np.ndarray, comp0: np.ndarray,
             gen0: np.ndarray, rem0: np.ndarray, cids: np.ndarray, s_c: np.ndarray,
             Pc: np.ndarray, Oc: np.ndarray, nw: int, a0: int) -> None:
     """Write steps ``[0, J)`` of the window to the records and the request state."""
-    from slo_opt.sim.simulator import _RUNNING  # (the simulator imports this module)
-
-    b = sim.b
+    b = sim.kv.block_tokens
     S0 = sim.step
     # step rows
-    i = sim.steps.reserve(J)
-    c = sim.steps.cols
+    i = sim.rec.steps.reserve(J)
+    c = sim.rec.steps.cols
     j = i + J
     c[0][i:j] = T[:J]
     c[1][i:j] = T[1:J + 1]
@@ -342,11 +240,11 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
     fin, fin_step = [], []
     if rids.size:
         ki = np.minimum(rem0, J)
-        sim.record_allocs(rids, None, S0, ki)
+        sim.rec.record_allocs(rids, None, S0, ki)
         newc = comp0 + ki
         new_held = -(-newc // b)
-        sim.free_blocks -= int(new_held.sum()) - int(sim.held[rids].sum())
-        sim.held[rids] = new_held
+        sim.kv.free_blocks -= int(new_held.sum()) - int(sim.kv.held[rids].sum())
+        sim.kv.held[rids] = new_held
         sim.computed[rids] = newc
         sim.generated[rids] = gen0 + ki
         done = rem0 <= J
@@ -377,17 +275,17 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
         # run of decode tokens
         multi = p > 1
         if np.count_nonzero(multi):
-            sim._emit(ids[multi], st[multi], 1, p[multi])
+            sim.rec.emit(ids[multi], st[multi], 1, p[multi])
         one = ~multi
         run = one | (d >= 1)
         if np.count_nonzero(run):
             r_ids = ids[run]
-            sim.run_start[r_ids] = np.where(one[run], st[run], st[run] + 1)
-            sim.run_end[r_ids] = S0 + last[run] + 1
+            sim.rec.run_start[r_ids] = np.where(one[run], st[run], st[run] + 1)
+            sim.rec.run_end[r_ids] = S0 + last[run] + 1
         held = -(-comp // b)
-        sim.held[ids] = held
-        sim.free_blocks -= int(held.sum())
-        sim.state[ids] = _RUNNING
+        sim.kv.held[ids] = held
+        sim.kv.free_blocks -= int(held.sum())
+        sim.state[ids] = RUNNING
         done = gen == o
         fin.append(ids[done])
         fin_step.append(s[done] + o[done] - 1)
@@ -401,8 +299,8 @@ def _commit(sim: Any, J: int, T: np.ndarray, dts: np.ndarray, n_dec: np.ndarray,
         sim.waiting.clear()
     sim.running.extend(keep)
     sim.next_arrival = a0 + int(np.count_nonzero(cm[nw:]))
-    sim._views[0] = sim._views[1] = None
+    sim.views[0] = sim.views[1] = None
     sim.step = S0 + J
-    sim.now = sim._last_end = float(T[J])
-    sim._dt_dec = float(dts[J - 1])
-    sim.promise_until = sim.admit.until_s
+    sim.now = sim.last_end = float(T[J])
+    sim.dt_dec = float(dts[J - 1])
+    sim.promise_until = sim.admit.until_s  # type: ignore[union-attr]
