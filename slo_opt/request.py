@@ -5,6 +5,7 @@ numpy code simple: *request id == row index, in arrival order*.
 
 A :class:`Workload` is column-oriented (numpy arrays, read-only) so that traces of a million
 requests cost arrays, not Python objects; :class:`Request` objects are materialised on demand.
+It may carry a :class:`PrefixIds`: which requests share leading tokens (prefix caching).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["SLO", "Request", "Workload", "WorkloadError"]
+__all__ = ["SLO", "PrefixIds", "Request", "Workload", "WorkloadError"]
 
 
 class WorkloadError(ValueError):
@@ -109,6 +110,111 @@ class Request:
         return self.prompt_tokens + self.output_tokens - 1
 
 
+@dataclass(frozen=True, eq=False)
+class PrefixIds:
+    """Content identity of the leading tokens of every request (for prefix caching).
+
+    Request ``r``'s token sequence (its prompt, then its output tokens) is cut into blocks of
+    ``block_tokens`` tokens; ``ids[offsets[r]:offsets[r + 1]]`` name the contents of its first
+    blocks, and ``tokens[r]`` says how many leading tokens those ids describe (the last id may
+    describe a partial block). Two requests hold identical tokens at position ``p`` iff both
+    describe ``p`` and their ids agree on every block up to and including the one holding
+    ``p`` (a chained identity, like vLLM's block hashes of (parent hash, block tokens)).
+    Tokens past ``tokens[r]`` are unique to request ``r``. Mooncake's ``hash_ids`` are such
+    ids (``block_tokens = 512``, prompt only); a conversation's later turn names the earlier
+    turns' prompt and output blocks.
+
+    Parameters
+    ----------
+    block_tokens : int
+        Tokens per id (>= 1). The simulator needs it to be a multiple of the KV block size.
+    offsets : array of int
+        ``n + 1`` non-decreasing row offsets into ``ids`` (``offsets[0] == 0``).
+    ids : array of int
+        Block ids, concatenated per request.
+    tokens : array of int
+        Per request, tokens the ids describe: ``0`` without ids, else in
+        ``(block_tokens * (len - 1), block_tokens * len]``.
+
+    Notes
+    -----
+    Validated against its workload when attached (:meth:`Workload.with_prefix_ids`): one row
+    per request and ``tokens[r] <= prompt + output - 1`` (the tokens a request ever computes).
+    """
+
+    block_tokens: int
+    offsets: np.ndarray
+    ids: np.ndarray
+    tokens: np.ndarray
+
+    def __post_init__(self) -> None:
+        g = self.block_tokens
+        if not isinstance(g, int | np.integer) or isinstance(g, bool) or g < 1:
+            raise WorkloadError(f"PrefixIds.block_tokens must be an int >= 1, got {g!r}")
+        off = np.ascontiguousarray(self.offsets, dtype=np.int64).reshape(-1)
+        ids = np.ascontiguousarray(self.ids, dtype=np.int64).reshape(-1)
+        tok = np.ascontiguousarray(self.tokens, dtype=np.int64).reshape(-1)
+        if off.size < 1 or off[0] != 0 or off[-1] != ids.size:
+            raise WorkloadError("PrefixIds.offsets must start at 0 and end at len(ids)")
+        ln = np.diff(off)
+        _first_bad("PrefixIds.offsets must be non-decreasing", ln < 0)
+        if tok.size != ln.size:
+            raise WorkloadError(f"PrefixIds.tokens has {tok.size} rows, offsets describe {ln.size}")
+        _first_bad("PrefixIds.tokens must be 0 for a request without ids", (ln == 0) & (tok != 0))
+        _first_bad(f"PrefixIds.tokens must be in (block_tokens * (ids - 1), block_tokens * ids] "
+                   f"(block_tokens = {g})",
+                   (ln > 0) & ((tok <= g * (ln - 1)) | (tok > g * ln)))
+        for name, a in (("offsets", off), ("ids", ids), ("tokens", tok)):
+            a.setflags(write=False)
+            object.__setattr__(self, name, a)
+        object.__setattr__(self, "block_tokens", int(g))
+
+    @classmethod
+    def from_lists(cls, ids: Sequence[Sequence[int] | np.ndarray], block_tokens: int,
+                   tokens: Any = None) -> PrefixIds:
+        """From one id list per request; ``tokens`` defaults to ``block_tokens * len``."""
+        lens = np.array([len(x) for x in ids], dtype=np.int64)
+        off = np.concatenate(([0], np.cumsum(lens)))
+        flat = (np.concatenate([np.asarray(x, dtype=np.int64).reshape(-1) for x in ids])
+                if lens.sum() else np.zeros(0, np.int64))
+        tok = int(block_tokens) * lens if tokens is None else np.asarray(tokens, dtype=np.int64)
+        return cls(int(block_tokens), off, flat, tok)
+
+    def __len__(self) -> int:
+        return int(self.tokens.size)
+
+    def row(self, r: int) -> np.ndarray:
+        """The ids of request ``r`` (read-only)."""
+        return self.ids[self.offsets[r]:self.offsets[r + 1]]
+
+    def subset(self, idx: np.ndarray) -> PrefixIds:
+        """Rows ``idx``, in that order."""
+        idx = np.asarray(idx, dtype=np.int64)
+        lo, hi = self.offsets[idx], self.offsets[idx + 1]
+        ln = hi - lo
+        off = np.concatenate(([0], np.cumsum(ln)))
+        flat = np.repeat(lo - off[:-1], ln) + np.arange(int(off[-1]), dtype=np.int64)
+        return PrefixIds(self.block_tokens, off, self.ids[flat], self.tokens[idx])
+
+    def clip(self, max_tokens: np.ndarray) -> PrefixIds:
+        """The ids describing at most ``max_tokens[r]`` leading tokens of each request."""
+        tok = np.minimum(self.tokens, np.asarray(max_tokens, dtype=np.int64))
+        keep = -(-tok // self.block_tokens)
+        lo = self.offsets[:-1]
+        off = np.concatenate(([0], np.cumsum(keep)))
+        flat = np.repeat(lo - off[:-1], keep) + np.arange(int(off[-1]), dtype=np.int64)
+        return PrefixIds(self.block_tokens, off, self.ids[flat], tok)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PrefixIds):
+            return NotImplemented
+        return (self.block_tokens == other.block_tokens
+                and all(np.array_equal(getattr(self, k), getattr(other, k))
+                        for k in ("offsets", "ids", "tokens")))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 _FLOAT_COLS = ("arrival_s", "ttft_slo_s", "tpot_slo_s", "e2e_slo_s", "utility")
 _INT_COLS = ("prompt_tokens", "output_tokens")
 
@@ -123,6 +229,9 @@ class Workload:
 
     Columns (read-only numpy arrays): ``arrival_s``, ``prompt_tokens``, ``output_tokens``,
     ``ttft_slo_s``, ``tpot_slo_s``, ``e2e_slo_s``, ``utility``, ``class_label``, ``origin``.
+    ``prefix_ids`` (:class:`PrefixIds` or ``None``): shared leading tokens between requests;
+    without it every request's tokens are its own (only a request's own recomputation after a
+    preemption can hit the prefix cache). Attach with :meth:`with_prefix_ids`.
     """
 
     __slots__ = (
@@ -133,6 +242,7 @@ class Workload:
         "name",
         "origin",
         "output_tokens",
+        "prefix_ids",
         "prompt_tokens",
         "tpot_slo_s",
         "ttft_slo_s",
@@ -150,6 +260,7 @@ class Workload:
     class_label: np.ndarray
     origin: np.ndarray
     name: str
+    prefix_ids: PrefixIds | None
 
     def __init__(self, requests: Sequence[Request] = (), *, name: str = "") -> None:
         reqs = tuple(requests)
@@ -253,6 +364,7 @@ class Workload:
             v.setflags(write=False)
             object.__setattr__(self, k, v)
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "prefix_ids", None)
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("Workload is immutable")
@@ -277,7 +389,7 @@ class Workload:
         return len(self) == len(other) and all(
             np.array_equal(getattr(self, k), getattr(other, k))
             for k in (*_FLOAT_COLS, *_INT_COLS, "class_label", "origin")
-        )
+        ) and self.prefix_ids == other.prefix_ids
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -320,12 +432,33 @@ class Workload:
         name = cols.pop("name", self.name)
         base = self.columns()
         base.update(cols)
-        return Workload.from_arrays(name=name, **base)
+        w = Workload.from_arrays(name=name, **base)
+        return w if self.prefix_ids is None else w.with_prefix_ids(self.prefix_ids)
 
     def subset(self, idx: Any) -> Workload:
-        """Rows ``idx`` (sorted), renumbered 0..k-1."""
+        """Rows ``idx`` (sorted), renumbered 0..k-1 (prefix ids kept)."""
         idx = np.sort(np.asarray(idx, dtype=np.int64))
-        return Workload.from_arrays(name=self.name, **{k: v[idx] for k, v in self.columns().items()})
+        w = Workload.from_arrays(name=self.name, **{k: v[idx] for k, v in self.columns().items()})
+        return w if self.prefix_ids is None else w.with_prefix_ids(self.prefix_ids.subset(idx))
+
+    def with_prefix_ids(self, prefix_ids: PrefixIds | None) -> Workload:
+        """The same requests with content identity ``prefix_ids`` (``None``: none).
+
+        Raises :class:`WorkloadError` if it has another number of rows or describes more
+        tokens than a request ever computes (``prompt + output - 1``).
+        """
+        if prefix_ids is not None:
+            if not isinstance(prefix_ids, PrefixIds):
+                raise WorkloadError(f"prefix_ids must be a PrefixIds, got {type(prefix_ids).__name__}")
+            if len(prefix_ids) != len(self):
+                raise WorkloadError(f"prefix_ids has {len(prefix_ids)} rows, workload {len(self)}")
+            _first_bad("prefix_ids.tokens must be <= prompt_tokens + output_tokens - 1",
+                       prefix_ids.tokens > self.work_tokens)
+        w = Workload.__new__(Workload)
+        for k in Workload.__slots__:
+            object.__setattr__(w, k, getattr(self, k))
+        object.__setattr__(w, "prefix_ids", prefix_ids)
+        return w
 
     def head(self, n: int) -> Workload:
         """The first ``n`` requests."""

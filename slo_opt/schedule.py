@@ -16,8 +16,10 @@ Token accounting (verified by :func:`slo_opt.checks.violations`): a request has
 end of the step that computes the last prompt token; every later step gives a decoding request
 exactly one token. A recompute preemption resets ``computed`` to 0 (KV dropped) and keeps the
 generated tokens, which must then be recomputed; a swap-out moves the KV to host memory and a
-swap-in brings it back. A request is complete when ``generated == output_tokens``; without
-preemption its allocations sum to ``Request.work_tokens``.
+swap-in brings it back; a prefix-cache hit (``EventKind.CACHE_HIT``) gives a request without
+resident KV the KV of its first ``tokens`` tokens without computing them. A request is complete
+when ``generated == output_tokens``; without preemption or cache hits its allocations sum to
+``Request.work_tokens``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,18 @@ def _ro(a: Any, dtype: Any) -> np.ndarray:
 
 
 class EventKind(enum.IntEnum):
-    """Kinds of KV events."""
+    """Kinds of KV events.
+
+    ``CACHE_HIT`` (prefix caching): a request with no resident KV (fresh, or preempted by
+    recompute) is admitted with ``tokens`` leading tokens whose KV blocks the prefix cache
+    still holds; its computed tokens jump from 0 to ``tokens`` (a multiple of the block size,
+    less than its prompt plus generated tokens) before the step's allocations.
+    """
 
     PREEMPT_RECOMPUTE = 0  # KV dropped; computed -> 0
     SWAP_OUT = 1  # KV moved to host memory
     SWAP_IN = 2  # KV moved back to the device
+    CACHE_HIT = 3  # prefix-cache hit at admission; computed 0 -> tokens
 
 
 @dataclass(frozen=True, eq=False)

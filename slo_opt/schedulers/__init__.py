@@ -11,6 +11,7 @@ from slo_opt.schedulers import (
     sjf,
     slice_,
     vllm,
+    vllm_v0,
 )
 from slo_opt.schedulers.base import (
     SCHEDULERS,
@@ -44,4 +45,5 @@ __all__ = [
     "sjf",
     "slice_",
     "vllm",
+    "vllm_v0",
 ]

@@ -24,6 +24,7 @@ from slo_opt.request import Workload
 __all__ = [
     "SCHEDULERS",
     "AdmitPromise",
+    "CachePlan",
     "EngineView",
     "Scheduler",
     "StepPlan",
@@ -34,6 +35,39 @@ __all__ = [
     "reserved_blocks",
     "scheduler_params",
 ]
+
+
+class CachePlan:
+    """A scratch copy of the engine's prefix cache, for planning one step.
+
+    The simulator applies a plan in its ``tokens`` order: each request takes the KV blocks it
+    needs, and a request without resident KV (waiting) first looks up the longest cached prefix
+    of its tokens and reuses it. New blocks come from the head of the free queue, evicting the
+    cached blocks there (least recently freed first, as vLLM v1's ``BlockPool``). A policy that
+    wants the simulator's cache hits mirrors that order with this object: :meth:`grow` for a
+    running request, :meth:`lookup` then :meth:`admit` for a waiting one. Calls change only
+    this copy.
+
+    This base class is the engine without prefix caching: every lookup misses, and
+    :meth:`grow` / :meth:`admit` do nothing.
+    """
+
+    def lookup(self, rid: int) -> tuple[int, int]:
+        """``(hit_tokens, free_hit_blocks)`` if ``rid`` (waiting) were admitted now.
+
+        ``hit_tokens`` is a multiple of the block size and at most ``prompt + generated - 1``
+        (the last token is always computed, for its logits); ``free_hit_blocks`` of its
+        blocks sit in the free queue (no request holds them) and so count against the free
+        blocks when ``rid`` is admitted, as vLLM's ``allocate_slots`` charges them.
+        """
+        return 0, 0
+
+    def grow(self, rid: int, new_blocks: int) -> None:
+        """A request of the plan takes ``new_blocks`` blocks from the free queue."""
+
+    def admit(self, rid: int, hit_tokens: int, new_blocks: int) -> None:
+        """``rid`` is admitted: it reuses its hit (as returned by :meth:`lookup`) and takes
+        ``new_blocks`` new blocks from the free queue."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +158,22 @@ class EngineView:
         """Output tokens still to generate (oracle knowledge: only oracle policies may use it)."""
         return int(self.workload.output_tokens[rid] - self.num_generated[rid])
 
+    @property
+    def prefix_caching(self) -> bool:
+        """Whether the engine keeps freed KV blocks as a prefix cache (vLLM's
+        ``enable_prefix_caching``; switched on by a policy whose ``enable_prefix_caching``
+        field is true)."""
+        return False
+
+    def cache_plan(self) -> CachePlan:
+        """A fresh :class:`CachePlan` of the engine's prefix cache as it is now."""
+        return CachePlan()
+
+    def cached_tokens(self, rid: int) -> int:
+        """Tokens of waiting request ``rid`` the prefix cache would serve if it were admitted
+        first in this step (0 without prefix caching)."""
+        return self.cache_plan().lookup(rid)[0]
+
 
 @dataclass(frozen=True, slots=True)
 class AdmitPromise:
@@ -136,7 +186,9 @@ class AdmitPromise:
     request has at most ``token_budget`` tokens and ``max_seqs`` sequences and fits in the
     free KV blocks (and, with ``reserve_output_tokens``, the reservations fit the cache), the
     policy would return exactly that batch, with no eviction or rejection, and the same promise
-    (which includes the ``decode_all_until_s`` promise up to ``until_s``).
+    (which includes the ``decode_all_until_s`` promise up to ``until_s``). With prefix
+    caching, the simulator also makes sure that (e) no waiting request can hit the cache (the
+    promise is about whole prompts).
 
     The simulator then runs whole windows of arrivals, admissions, decodes and completions
     without calling ``plan`` (vectorised over steps; exactly equal to stepping). vLLM's

@@ -10,6 +10,7 @@ import numpy as np
 
 from slo_opt.schedulers.base import (
     AdmitPromise,
+    CachePlan,
     EngineView,
     StepPlan,
     admit,
@@ -17,7 +18,7 @@ from slo_opt.schedulers.base import (
     register,
 )
 
-__all__ = ["VLLM", "running_first"]
+__all__ = ["VLLM", "admit_waiting", "running_first"]
 
 
 def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold: int = 0
@@ -72,6 +73,57 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
     return plan, preempted, budget, free
 
 
+def admit_waiting(view: EngineView, plan: dict[int, int], order: Any, *, token_budget: int,
+                  free_blocks: int, max_new: int, chunked: bool = True,
+                  long_prefill_token_threshold: int = 0, reserve_full_isl: bool = False,
+                  whole_limit_tokens: float = math.inf, cache: CachePlan | None = None
+                  ) -> tuple[int, int, int]:
+    """Admit waiting requests in ``order`` as vLLM v1's waiting loop does (``plan`` in place).
+
+    Per request, in order, stopping at the first that does not fit: the prefix-cache hit
+    ``h`` (``cache.lookup``; 0 without a cache), ``n = min(num_tokens - h, threshold, budget)``
+    new tokens where ``num_tokens = prompt + generated``; with ``chunked=False`` it stops if
+    the rest does not fit the budget (unless it exceeds ``whole_limit_tokens``, a recompute no
+    step could hold whole); with ``reserve_full_isl`` the blocks of the *whole* sequence,
+    ``ceil(num_tokens / b) - h / b`` plus the hit blocks that sit in the free queue, must fit
+    the free blocks; then the blocks of this step, ``ceil((h + n) / b) - h / b`` plus the same
+    free hit blocks. At most ``max_new`` requests are admitted.
+
+    Returns
+    -------
+    (token_budget, free_blocks, admitted)
+        What is left, and how many requests were admitted.
+    """
+    b = view.kv_block_tokens
+    k = 0
+    for rid in order:
+        if k >= max_new or token_budget <= 0:
+            break
+        rid = int(rid)
+        num_tokens = view.next_tokens(rid)  # nothing resident: prompt + generated
+        hit, free_hit = cache.lookup(rid) if cache is not None else (0, 0)
+        rest = num_tokens - hit
+        n = rest
+        if 0 < long_prefill_token_threshold < n:
+            n = long_prefill_token_threshold
+        if not chunked and n > token_budget and rest <= whole_limit_tokens:
+            break
+        n = min(n, token_budget)
+        hb = hit // b
+        if reserve_full_isl and -(-num_tokens // b) - hb + free_hit > free_blocks:
+            break
+        new = -(-(hit + n) // b) - hb
+        if new + free_hit > free_blocks:
+            break
+        plan[rid] = n
+        token_budget -= n
+        free_blocks -= new + free_hit
+        if cache is not None:
+            cache.admit(rid, hit, new)
+        k += 1
+    return token_budget, free_blocks, k
+
+
 def is_pure_decode(view: EngineView, plan: dict[int, int]) -> bool:
     """True if every planned request computes one decode token (fast-forward candidate)."""
     gen = view.num_generated
@@ -103,16 +155,53 @@ class VLLM:
         Cap on one request's prefill chunk per step (0 = none).
     chunked_prefill : bool
         If ``False`` a new request is admitted only when its whole prompt fits the budget.
+    enable_prefix_caching : bool
+        vLLM's automatic prefix caching: the simulator keeps freed KV blocks as a cache and a
+        waiting request (new, or preempted by recompute) reuses its longest cached block
+        prefix, computing only the rest (default ``False``; vLLM v1's own default is on).
+    scheduler_reserve_full_isl : bool
+        vLLM 0.19's admission gate (its default is on): a waiting request is admitted only if
+        the KV blocks of its whole current sequence fit the free blocks, not just its first
+        chunk (default ``False`` here, the pre-0.19 behaviour).
 
     Notes
     -----
-    Follows ``vllm/v1/core/sched/scheduler.py`` (research/simulators.md B.1): running requests
-    first, in order; recompute preemption of the newest running request under KV pressure;
-    waiting requests admitted FCFS only if nothing was preempted in this step. Plans carry the
-    ``decode_all_until_s`` and ``admit_all`` fast-forward promises (the policy is stateless).
-    Deviations:
-    preempted requests rejoin the waiting queue in arrival order (vLLM prepends them; they are
-    almost always older than every waiting request), no prefix caching, no watermark.
+    Step semantics, as ``vllm/v1/core/sched/scheduler.py`` (``Scheduler.schedule``) and
+    ``vllm/v1/core/kv_cache_manager.py`` (``KVCacheManager``) of vLLM 0.19 do it, in our words:
+
+    * *Order in a step.* Running requests first, in admission order, each getting
+      ``min(remaining, threshold, budget)`` tokens while budget is left; then waiting requests
+      in queue order, but only if no request was preempted in this step, while the running
+      count is below ``max_num_seqs`` and budget is left; the waiting loop stops at the first
+      request that does not fit (no skipping; with chunked prefill disabled it also stops at
+      a request whose rest exceeds the budget).
+    * *Preemption.* When a running request's new blocks do not fit (``allocate_slots``
+      fails), the last running request is preempted, repeatedly, until they fit or the
+      request itself is the victim. A victim loses its KV (recompute: its computed tokens go
+      to 0, the generated ones are kept and recomputed) and goes to the *front* of the
+      waiting queue (``_preempt_request``: ``waiting.prepend_request``). Its blocks are freed
+      tail first (``KVCacheManager.free``); with prefix caching their hashes stay, so a
+      resumed request reuses whatever of its own prefix was not evicted meanwhile. Here the
+      waiting queue is kept in arrival order: for this policy that is the same order, since
+      the running list stays in arrival order, every running request is older than every
+      waiting one and victims are taken newest first (tested).
+    * *Admission-time KV check* (``allocate_slots``): blocks needed = blocks of the computed
+      prefix after this step's tokens minus the cache-hit blocks, plus the hit blocks that
+      are in the free queue (touching them takes them out of it); with
+      ``scheduler_reserve_full_isl`` the same count for the whole current sequence
+      (``request.num_tokens`` = prompt + generated) must fit first. Prefix-cache hits are
+      looked up only for requests with no computed tokens, are whole blocks, and at most
+      ``num_tokens - 1`` tokens (``get_computed_blocks``).
+    * *Watermark.* vLLM v1 has none (V0's 1 % admission watermark is in ``vllm_v0``).
+    * *Free blocks.* vLLM's ``BlockPool`` reserves one null block, so ``num_gpu_blocks`` of
+      its log is one more than it can use: give the engine ``num_gpu_blocks - 1`` blocks to
+      match.
+
+    Plans carry the ``decode_all_until_s`` and ``admit_all`` fast-forward promises (the policy
+    is stateless). Deviations: vLLM 0.19 schedules asynchronously by default
+    (``async_scheduling``): a request that finishes in one step still holds its blocks while
+    the next step is planned; here blocks are free as soon as the step ends. Speculative
+    decoding, LoRA, encoders and KV connectors are not modelled.
 
     References
     ----------
@@ -125,10 +214,21 @@ class VLLM:
     max_num_seqs: int = 256
     long_prefill_token_threshold: int = 0
     chunked_prefill: bool = True
+    enable_prefix_caching: bool = False
+    scheduler_reserve_full_isl: bool = False
 
     def __post_init__(self) -> None:
+        for k in ("max_num_batched_tokens", "max_num_seqs", "long_prefill_token_threshold"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise TypeError(f"{k} must be an int, got {v!r}")
+        for k in ("chunked_prefill", "enable_prefix_caching", "scheduler_reserve_full_isl"):
+            if not isinstance(getattr(self, k), bool | np.bool_):
+                raise TypeError(f"{k} must be a bool, got {getattr(self, k)!r}")
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be >= 1")
+        if self.long_prefill_token_threshold < 0:
+            raise ValueError("long_prefill_token_threshold must be >= 0")
 
     def reset(self) -> None:
         """Stateless."""
@@ -136,10 +236,11 @@ class VLLM:
     def plan(self, view: EngineView) -> StepPlan:
         """One vLLM v1 scheduling step."""
         budget = min(self.max_num_batched_tokens, view.max_batch_tokens)
-        plan, preempted, left, free = running_first(
-            view, budget, long_prefill_token_threshold=self.long_prefill_token_threshold)
+        thr = self.long_prefill_token_threshold
+        plan, preempted, left, free = running_first(view, budget, long_prefill_token_threshold=thr)
         reject: set[int] = set()
         n0 = len(plan)
+        caching = self.enable_prefix_caching and view.prefix_caching
         if not preempted:
             # admit() stops at the first request that does not fit: hand it the queue itself
             # (no per-step pass over a long waiting queue)
@@ -147,11 +248,30 @@ class VLLM:
             if not self.chunked_prefill:
                 order, reject = drop_too_long(view, order, budget)
             n_run = len(view.running) - len(preempted)
-            n0 = len(plan)
-            admit(view, plan, order, token_budget=left, free_blocks=free,
-                  max_seqs=self.max_num_seqs - n_run + len(plan), chunked=self.chunked_prefill)
+            if caching or self.scheduler_reserve_full_isl:
+                cache = None
+                if caching and len(order):
+                    cache = view.cache_plan()
+                    for r, t in plan.items():  # running requests take their blocks first
+                        cache.grow(r, view.blocks_for(r, t))
+                admit_waiting(view, plan, order, token_budget=left, free_blocks=free,
+                              max_new=self.max_num_seqs - n_run, chunked=self.chunked_prefill,
+                              long_prefill_token_threshold=thr,
+                              reserve_full_isl=self.scheduler_reserve_full_isl,
+                              whole_limit_tokens=budget, cache=cache)
+            else:
+                admit(view, plan, order, token_budget=left, free_blocks=free,
+                      max_seqs=self.max_num_seqs - n_run + len(plan),
+                      chunked=self.chunked_prefill)
         # an admitted waiting request is never in decode (fresh, or recomputing its prompt)
         pure = not preempted and not reject and len(plan) == n0 and is_pure_decode(view, plan)
+        # the plan repeats while only time passes: with requests waiting, their admission
+        # must stay refused as KV blocks run out; a cache hit that shrinks as blocks are
+        # evicted, or grows as a running request fills blocks another request shares, could
+        # admit one earlier (the full-sequence gate is monotone for private hits)
+        if pure and caching and len(view.waiting) and (
+                view.workload.prefix_ids is not None or not self.scheduler_reserve_full_isl):
+            pure = False
         repeat = math.inf if pure else -math.inf
         # stateless: with nothing waiting, every running request in decode and KV to spare,
         # the next plans are one decode token per running request (subclasses that override

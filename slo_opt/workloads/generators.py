@@ -470,9 +470,13 @@ def synthetic(
 
 
 def _rebuild(w: Workload, name: str | None = None, **cols: np.ndarray) -> Workload:
+    """``w`` with some columns replaced; its prefix ids are kept (clipped to shorter lengths)."""
     base = w.columns()
     base.update(cols)
-    return Workload.from_arrays(name=w.name if name is None else name, **base)
+    out = Workload.from_arrays(name=w.name if name is None else name, **base)
+    if w.prefix_ids is None:
+        return out
+    return out.with_prefix_ids(w.prefix_ids.clip(out.work_tokens))
 
 
 def arrival_rate_per_s(workload: Workload) -> float:
@@ -586,4 +590,6 @@ def window(workload: Workload, start_s: float, duration_s: float) -> Workload:
     lo, hi = np.searchsorted(a, [start_s, start_s + dur], side="left")
     cols = {k: v[lo:hi] for k, v in workload.columns().items()}
     cols["arrival_s"] = np.maximum(cols["arrival_s"] - start_s, 0.0)
-    return Workload.from_arrays(name=workload.name, **cols)
+    out = Workload.from_arrays(name=workload.name, **cols)
+    pid = workload.prefix_ids
+    return out if pid is None else out.with_prefix_ids(pid.subset(np.arange(lo, hi)))

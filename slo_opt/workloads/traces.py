@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slo_opt.request import SLO, Workload, WorkloadError
+from slo_opt.request import SLO, PrefixIds, Workload, WorkloadError
 
 __all__ = [
     "DEFAULT_SLO",
@@ -272,7 +272,7 @@ def default_workload(slo: SLO | None = None) -> Workload:
 
 
 def _renamed(w: Workload, name: str) -> Workload:
-    return w if w.name == name else Workload.from_arrays(name=name, **w.columns())
+    return w if w.name == name else w.replace(name=name)
 
 
 # -- low-level parsing helpers -------------------------------------------------------------------
@@ -439,6 +439,10 @@ def _parse_mooncake(path: PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return t, p, o, hashes
 
 
+#: Tokens per Mooncake ``hash_ids`` block (FAST'25 trace README).
+MOONCAKE_BLOCK_TOKENS = 512
+
+
 def load_mooncake(path: PathLike, *, sort: bool = False) -> Workload:
     """Read a Mooncake FAST'25 JSON-lines trace (``timestamp`` in ms, lengths in tokens).
 
@@ -453,21 +457,41 @@ def load_mooncake(path: PathLike, *, sort: bool = False) -> Workload:
     -------
     Workload
         ``arrival_s = (timestamp - first) / 1000``, ``prompt_tokens = input_length``,
-        ``output_tokens = output_length``; no SLO. Prefix-block ids: :func:`mooncake_hash_ids`.
+        ``output_tokens = output_length``; no SLO. ``prefix_ids``: the ``hash_ids`` (one id
+        per 512 prompt tokens, the last one naming a partial block; equal ids at equal
+        positions are equal prefixes) describing each prompt, for prefix caching.
+
+    Raises
+    ------
+    TraceError
+        A row whose ``hash_ids`` is not a list of ``ceil(input_length / 512)`` integers.
     """
-    t, p, o, _ = _parse_mooncake(path)
+    t, p, o, hashes = _parse_mooncake(path)
     p_i = _check_lengths(path, p, "input_length", line0=1)
     o_i = _check_lengths(path, o, "output_length", line0=1)
+    ids = []
+    g = MOONCAKE_BLOCK_TOKENS
+    for i, h in enumerate(hashes):
+        if not isinstance(h, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                              for x in h):
+            raise TraceError(path, i + 1, f"hash_ids must be a list of integers, got {h!r:.80}")
+        if len(h) != -(-int(p_i[i]) // g):
+            raise TraceError(path, i + 1, f"hash_ids has {len(h)} ids for input_length "
+                             f"{int(p_i[i])} (expected ceil(input_length / {g}))")
+        ids.append(h)
     order = _check_order(path, t, sort, line0=1)
     if order is not None:
         t, p_i, o_i = t[order], p_i[order], o_i[order]
-    return Workload.from_arrays((t - t[0]) / 1000.0, p_i, o_i, name=Path(path).stem)
+        ids = [ids[int(k)] for k in order]
+    w = Workload.from_arrays((t - t[0]) / 1000.0, p_i, o_i, name=Path(path).stem)
+    return w.with_prefix_ids(PrefixIds.from_lists(ids, g, p_i))
 
 
 def mooncake_hash_ids(path: PathLike, *, sort: bool = False) -> list[np.ndarray]:
     """Per-request prefix-block ids (512-token blocks) of a Mooncake trace, in workload row order.
 
-    Rows are aligned with ``load_mooncake(path, sort=sort)``; lengths are not validated here.
+    Rows are aligned with ``load_mooncake(path, sort=sort)``; lengths are not validated here
+    (``load_mooncake(...).prefix_ids`` holds the validated ids).
     """
     t, _, _, hashes = _parse_mooncake(path)
     order = _check_order(path, t, sort, line0=1)
