@@ -223,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    CHECKS["schedules"] = 0  # count this run's schedules only
     q = args.quick
     if args.seeds is not None and args.seeds < 1:
         ap.error("--seeds must be >= 1")

@@ -796,6 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-planners", action="store_true",
                     help="skip the clairvoyant-planner study (epoch / slotted MILPs)")
     args = ap.parse_args(argv)
+    CHECKS["schedules"] = 0  # count this run's schedules only
     if args.seeds < 0:
         ap.error("--seeds must be >= 0")
     out = Path(args.out)

@@ -629,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the authors' predictions_warmup_multi_cls_1000K.csv: adds faithful "
                          "runs on its (true length, predicted class) pairs")
     args = ap.parse_args(argv)
+    CHECKS["schedules"] = 0  # count this run's schedules only
     if args.seeds is not None and args.seeds < 1:
         ap.error("--seeds must be >= 1")
     if not (args.timeout_s >= 0 and math.isfinite(args.timeout_s)):

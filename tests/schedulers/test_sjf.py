@@ -46,16 +46,9 @@ def test_mean_jct_lower_bound_below_every_scheduler(outs):
     exec_s = w.output_tokens * ENGINE.step_s  # prompt fits one step: 1 + (out - 1) steps
     lb = srpt_mean_jct_s(w.arrival_s, exec_s.astype(float))
     bounds = [lb]
-    try:
-        from slo_opt.solvers import jct_bounds
-    except ImportError:
-        jct_bounds = None
-    if jct_bounds is not None:
-        from experiments.ssjf import _solver_bound
+    from slo_opt.solvers.engine_jct import engine_mean_jct_bound
 
-        b = _solver_bound(w, ENGINE)
-        if b is not None:
-            bounds.append(b)
+    bounds.append(engine_mean_jct_bound(w, ENGINE, 1).value_s)
     for name, kw in [("fcfs", {"batching": "none"}), ("sjf", {"batching": "none", **NO_GUARD}),
                      ("ssjf", {"batching": "none"}), ("edf", {"batching": "none"}),
                      ("least_slack", {"batching": "none"})]:
