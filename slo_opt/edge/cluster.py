@@ -153,7 +153,7 @@ class PowerModel:
         """Vectorised board power of steps (W); ``busy_w`` for non-empty steps if two-level.
 
         Same formula as :meth:`slo_opt.models.power.PowerModel.power_w` (checked equal in
-        ``tests/test_cluster.py``), element-wise. ``prefill_seqs`` defaults to 1 per prefilling
+        ``tests/edge/test_cluster.py``), element-wise. ``prefill_seqs`` defaults to 1 per prefilling
         step and ``prefill_context_tokens`` to ``prefill_tokens``.
         """
         pt = np.asarray(prefill_tokens, float)

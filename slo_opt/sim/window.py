@@ -21,7 +21,7 @@ KV blocks with a conservative bound, a non-empty batch, no rejection on arrival,
 horizon, ``max_steps``, and Orca's reservations when the promise carries them) is checked
 per step on the committed prefix; the window stops before the first step where one fails and
 the policy is asked again. The result is identical to stepping, bit for bit
-(``tests/test_admit_window.py`` compares both, including arrivals placed on step starts).
+(``tests/sim/test_admit_window.py`` compares both, including arrivals placed on step starts).
 
 Not covered (the simulator falls back to its per-event path): online co-simulation (arrivals
 are pushed, not known ahead), slot-aligned engines, engines without ``batch_step_times_s``,

@@ -63,7 +63,7 @@ def test_bad_toml_file_names_key(tmp_path):
 
 
 def test_example_config_is_valid():
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     sw = Sweep.from_toml(root / "experiments" / "configs" / "sweep_example.toml")
     assert len(sw.runs()) == 16
 

@@ -12,7 +12,7 @@ def test_worst_cases_quick_and_resumable(tmp_path, capsys):
     import pathlib
     import sys
 
-    p = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "worst_cases.py"
+    p = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "worst_cases.py"
     spec = importlib.util.spec_from_file_location("worst_cases", p)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["worst_cases"] = mod

@@ -9,7 +9,7 @@ def test_optimality_gap_quick(tmp_path):
     import importlib.util
     import pathlib
 
-    p = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "optimality_gap.py"
+    p = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "optimality_gap.py"
     spec = importlib.util.spec_from_file_location("optimality_gap", p)
     mod = importlib.util.module_from_spec(spec)
     import sys

@@ -14,7 +14,7 @@ pytest.importorskip("highspy")
 
 
 def _load():
-    p = Path(__file__).resolve().parents[1] / "experiments" / "perllm.py"
+    p = Path(__file__).resolve().parents[2] / "experiments" / "perllm.py"
     spec = importlib.util.spec_from_file_location("perllm_exp", p)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
