@@ -793,15 +793,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small CI-sized run (< 60 s)")
     ap.add_argument("--out", default="results/perllm", help="output folder")
     ap.add_argument("--seeds", type=int, default=0, help="repetitions per load (0 = default)")
+    ap.add_argument("--n", type=int, default=0,
+                    help="requests per (deployment, load, seed) (0 = default: 800, quick 150)")
     ap.add_argument("--no-planners", action="store_true",
                     help="skip the clairvoyant-planner study (epoch / slotted MILPs)")
     args = ap.parse_args(argv)
     CHECKS["schedules"] = 0  # count this run's schedules only
     if args.seeds < 0:
         ap.error("--seeds must be >= 0")
+    if args.n < 0 or 0 < args.n < 50:
+        ap.error("--n must be 0 (default) or >= 50")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config(args)
+    if args.n:
+        cfg["n"] = args.n
     t0 = time.perf_counter()
     sat_info = {dep: measure_saturation(dep, cfg) for dep in cfg["deployments"]}
     sat = {dep: v["saturation_rps"] for dep, v in sat_info.items()}

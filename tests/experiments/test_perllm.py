@@ -62,3 +62,24 @@ def test_bound_column_is_a_bound(quick):
                        - 1) < 1e-6
     table = list(csv.DictReader(open(quick / "table.csv")))
     assert all(float(t["gap_pts"]) >= -1e-6 for t in table)
+
+
+#: quick-mode numbers (D1, 150 requests, seed 0; measured at this commit), pinned: deadline
+#: satisfaction after warm-up per (load x saturation, policy), tolerance 0.005 (one request of
+#: the 134 in the window is 0.0075: any drift means the simulator, the cluster or a dispatcher
+#: changed)
+PINNED_QUICK = {(0.2, "perllm"): 0.9549, (0.2, "random"): 1.0, (0.2, "ucb"): 0.9925,
+                (0.2, "cloud_only"): 0.7143, (1.0, "perllm"): 0.9552, (1.0, "random"): 0.9030,
+                (1.0, "round_robin"): 0.9179, (1.0, "ucb"): 0.7985, (1.0, "edge_only"): 0.7537}
+
+
+def test_pinned_quick_numbers(quick):
+    cfg = json.loads((quick / "config.json").read_text())
+    assert cfg["saturation"]["D1"]["saturation_rps"] == pytest.approx(36.4, abs=0.01)
+    assert cfg["perllm_tuned"] == {"delta": 0.5, "lam": 0.5}
+    table = {(float(t["load"]), t["policy"]): t for t in csv.DictReader(open(quick / "table.csv"))}
+    for k, v in PINNED_QUICK.items():
+        assert float(table[k]["satisfaction"]) == pytest.approx(v, abs=0.005), k
+    # energy per on-time request (J): CS-UCB keeps D1's light load on the Jetsons
+    assert float(table[(0.2, "perllm")]["energy_per_met_j"]) == pytest.approx(46.68, rel=0.01)
+    assert float(table[(0.2, "random")]["energy_per_met_j"]) == pytest.approx(65.61, rel=0.01)
