@@ -8,10 +8,16 @@ the valid ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import types
+import typing
 from typing import Any, TypeVar
 
-__all__ = ["Registry"]
+import numpy as np
+
+__all__ = ["Registry", "check_param"]
 
 T = TypeVar("T", bound=type)
 
@@ -53,6 +59,13 @@ class Registry(dict[str, type]):
         except KeyError:
             raise ValueError(f"unknown {self.kind} {name!r}; known: {sorted(self)}") from None
 
+    def convert(self, name: str, params: dict[str, Any], *, text: bool = False
+                ) -> dict[str, Any]:
+        """``params`` checked against the fields' annotated types (:func:`check_param`);
+        ``text=True`` also converts strings (``KEY=VALUE`` from a command line)."""
+        cls = self.lookup(name)
+        return {k: check_param(self.kind, name, cls, k, v, text=text) for k, v in params.items()}
+
     def make(self, name: str, **params: Any) -> Any:
         """Instantiate ``name`` with ``params``; unknown parameters list the valid ones."""
         cls = self.lookup(name)
@@ -61,4 +74,81 @@ class Registry(dict[str, type]):
         if bad:
             raise ValueError(
                 f"unknown parameter(s) {bad} for {self.kind} {name!r}; valid: {sorted(valid)}")
-        return cls(**params)
+        params = self.convert(name, params)
+        try:
+            return cls(**params)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{self.kind} {name!r}: {exc}") from None
+
+
+_WHAT = {bool: "true or false", int: "an integer", float: "a number"}
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _field_type(cls: type, key: str) -> Any:
+    """The annotated type of field ``key`` with ``Optional`` unwrapped (``None``: unknown)."""
+    try:
+        hint = typing.get_type_hints(cls).get(key)
+    except Exception:  # unresolvable annotations: no type check
+        return None
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0], True) if len(rest) == 1 else None
+    return (hint, False)
+
+
+def check_param(kind: str, name: str, cls: type, key: str, value: Any, *, text: bool = False
+                ) -> Any:
+    """``value`` checked against field ``key``'s annotated type (``bool``, ``int``, ``float``,
+    ``str``, ``Literal``, optionally ``| None``).
+
+    With ``text`` (command-line ``KEY=VALUE``) strings are converted: ``true/false/yes/no/on/off/1/0`` for a
+    bool, decimal integers for an int, numbers for a float. Anything else of the wrong type
+    (``True`` for an int, ``"no"`` for a bool, ``nan`` for a float) raises ``TypeError`` naming
+    the parameter, the value and what is allowed, before the plugin is built.
+    """
+    ft = _field_type(cls, key)
+    if ft is None:
+        return value
+    typ, optional = ft
+    if value is None and optional:
+        return None
+    where = f"{kind} {name!r} parameter {key}"
+    if typing.get_origin(typ) is typing.Literal:
+        allowed = typing.get_args(typ)
+        if value not in allowed:
+            raise ValueError(f"{where} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if not text and isinstance(value, str) and typ in (bool, int, float):
+        raise TypeError(f"{where} must be {_WHAT[typ]}, got {value!r}")
+    if typ is bool:
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise TypeError(f"{where} must be {_WHAT[bool]}, got {value!r}")
+    if typ is int:
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        elif isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+            return int(value)
+        raise TypeError(f"{where} must be an integer, got {value!r}")
+    if typ is float:
+        v: Any = value
+        if isinstance(v, str):
+            with contextlib.suppress(ValueError):
+                v = float(v.strip())
+        if isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+                v, bool | np.bool_):
+            if math.isnan(float(v)):
+                raise ValueError(f"{where} must be a number, got nan")
+            return float(v)
+        raise TypeError(f"{where} must be a number, got {value!r}")
+    if typ is str and not isinstance(value, str):
+        raise TypeError(f"{where} must be a string, got {value!r}")
+    return value

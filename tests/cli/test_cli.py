@@ -11,7 +11,7 @@ from slo_opt.cli import main, parse_params
 def test_simulate_writes_records_and_summary(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["simulate", "--scheduler", "vllm", "--param", "max_num_seqs=16", "--limit", "50",
-               "--out", str(out), "--no-progress"])
+               "--out", str(out), "--quiet"])
     assert rc == 0
     rows = list(csv.DictReader(open(out / "records.csv")))
     assert len(rows) == 50
@@ -23,7 +23,7 @@ def test_simulate_writes_records_and_summary(tmp_path, capsys):
 
 def test_simulate_maps_engine_flags(tmp_path):
     rc = main(["simulate", "--scheduler", "orca", "--max-num-seqs", "4", "--limit", "20",
-               "--kv-capacity-tokens", "65536", "--out", str(tmp_path), "--no-progress"])
+               "--kv-capacity-tokens", "65536", "--out", str(tmp_path), "--quiet"])
     assert rc == 0
     sm = json.loads((tmp_path / "summary.json").read_text())
     assert sm["params"]["max_batch_seqs"] == 4
@@ -43,8 +43,8 @@ def test_bad_names_are_clear_errors(argv, needle, capsys, tmp_path, monkeypatch)
 
 
 def test_demo_runs_on_subset(tmp_path, capsys):
-    rc = main(["demo", "--limit", "60", "--schedulers", "vllm,fcfs", "--out", str(tmp_path),
-               "--no-progress"])
+    rc = main(["demo", "--limit", "60", "--scheduler", "vllm,fcfs", "--out", str(tmp_path),
+               "--quiet"])
     assert rc == 0
     assert "vllm" in capsys.readouterr().out
     assert (tmp_path / "demo.json").exists()
