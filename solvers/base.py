@@ -432,6 +432,15 @@ def solve(
         return SolveResult(status=Status.INFEASIBLE, incumbent=None, bound=None, schedule=None,
                            wall_s=time.perf_counter() - t0, build_s=build_s, backend=backend,
                            message=str(model.info["infeasible"]))
+    if build_s >= time_limit_s > 0:
+        # the limit is spent before the back-end starts: the column bounds' bound, at once
+        return SolveResult(status=Status.NO_SOLUTION, incumbent=None,
+                           bound=model.trivial_bound(), schedule=None,
+                           wall_s=time.perf_counter() - t0, build_s=build_s, backend=backend,
+                           message=f"time limit {time_limit_s:g} s spent building the model "
+                                   f"({build_s:.2f} s); bound from column bounds only",
+                           size={"cols": model.num_cols, "rows": model.num_rows,
+                                 "nnz": model.nnz, "integer_cols": int(model.integer.sum())})
     start = None
     if warm_start is not None and not relax and fix is None:
         m2 = f.build(inst)

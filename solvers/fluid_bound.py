@@ -59,6 +59,12 @@ class FluidBound:
         As :class:`~slo_opt.solvers.goodput_milp.GoodputMILP`.
     bucket_slots : int
         Slots per bucket (1 = per-slot fluid LP; larger = smaller model, weaker bound).
+    max_columns : int
+        Refuse (``ValueError``, one line, before allocating anything) to build a model with more
+        columns than this. Windows of requests without a TPOT/e2e target span the whole horizon,
+        so the column count is ``n x horizon / bucket_slots``: 1,000 real-length requests with
+        no TPOT target would need 1.6e8 columns (the 12.6 GB blow-up of issue 14). The default
+        keeps the model under about 1 GB.
     """
 
     name: ClassVar[str] = "fluid_bound"
@@ -67,10 +73,13 @@ class FluidBound:
     MIP: ClassVar[bool] = False
     objective: Objective = "attainment"
     bucket_slots: int = 8
+    max_columns: int = 3_000_000
 
     def __post_init__(self) -> None:
         if int(self.bucket_slots) < 1:
             raise ValueError(f"bucket_slots must be >= 1, got {self.bucket_slots}")
+        if int(self.max_columns) < 1:
+            raise ValueError(f"max_columns must be >= 1, got {self.max_columns}")
         GoodputMILP(objective=self.objective)  # validates the objective
 
     def build(self, inst: Instance) -> LinearModel:
@@ -91,6 +100,15 @@ class FluidBound:
         O = np.asarray(w.output_tokens, float)[idx]
         r, lf, u = win["r"][idx], win["lf"][idx], win["u"][idx]
         k = idx.size
+        ncols = k + int((lf // L - r // L + 1).sum()) + int(
+            np.where(O > 1, u // L - (r + 1) // L + 1, 0).sum())
+        if ncols > int(self.max_columns):
+            span = int((u - r).max(initial=0))
+            need = L * -(-ncols // int(self.max_columns))
+            raise ValueError(
+                f"FluidBound: {ncols:,} columns > max_columns={int(self.max_columns):,} (request "
+                f"windows up to {span:,} slots of a {T:,}-slot horizon); use bucket_slots >= "
+                f"{need}, a TPOT/e2e target, a shorter num_slots, or LagrangianBound")
         y = model.add_cols(k, lb=0.0, ub=1.0, cost=weight[idx])
         rows_r, rows_c, rows_v = [], [], []  # per-request rows
         nrow = 0
@@ -136,24 +154,24 @@ class FluidBound:
         lbs.append(np.full(m, -math.inf))
         ubs.append(np.zeros(m))
         nrow += m
-        # precedence: cumulative q/(O-1) <= cumulative p/P at every decode bucket b
-        # (prefix sums over the request's own columns; windows are a few buckets long)
-        for j in kd.tolist():
-            qj = np.flatnonzero(d_req == j)
-            pj = np.flatnonzero(p_req == j)
-            for t, qc in enumerate(qj.tolist()):
-                b = d_b[qc]
-                qs = qj[: t + 1]
-                ps = pj[p_b[pj] <= b]
-                if ps.size == pj.size:
-                    continue  # all prefill buckets included: implied by the equalities
-                rows_r.append(np.full(qs.size + ps.size, nrow))
-                rows_c.append(np.concatenate([qcols[qs], pcols[ps]]))
-                rows_v.append(np.concatenate([np.full(qs.size, 1.0 / (O[j] - 1)),
-                                              np.full(ps.size, -1.0 / P[j])]))
-                lbs.append(np.array([-math.inf]))
-                ubs.append(np.array([0.0]))
-                nrow += 1
+        # precedence: cumulative q/(O-1) <= cumulative p/P at every decode bucket b before the
+        # request's last prefill bucket (later rows are implied by the two equalities).
+        # p_req and d_req are sorted, so each request's columns are contiguous slices.
+        pstart = np.searchsorted(p_req, np.arange(k + 1))
+        dstart = np.searchsorted(d_req, np.arange(k + 1))
+        need = (d_b < pb1[d_req]) & dec[d_req]
+        for qc in np.flatnonzero(need).tolist():
+            j = int(d_req[qc])
+            qs = np.arange(dstart[j], qc + 1)
+            pj = np.arange(pstart[j], pstart[j + 1])
+            ps = pj[p_b[pj] <= d_b[qc]]
+            rows_r.append(np.full(qs.size + ps.size, nrow))
+            rows_c.append(np.concatenate([qcols[qs], pcols[ps]]))
+            rows_v.append(np.concatenate([np.full(qs.size, 1.0 / (O[j] - 1)),
+                                          np.full(ps.size, -1.0 / P[j])]))
+            lbs.append(np.array([-math.inf]))
+            ubs.append(np.array([0.0]))
+            nrow += 1
         model.add_rows(np.concatenate(rows_r), np.concatenate(rows_c), np.concatenate(rows_v),
                        np.concatenate(lbs), np.concatenate(ubs), nrow)
         # per-bucket token budget and KV
