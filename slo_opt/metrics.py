@@ -24,6 +24,7 @@ from slo_opt.schedule import Schedule
 
 __all__ = [
     "SLO_TOL_S",
+    "SUMMARY_KEYS",
     "attainment",
     "goodput_tokens",
     "percentile",
@@ -141,6 +142,14 @@ def throughput_25pct_rps(schedule: Schedule, workload: Workload, percentage: flo
     return float(pos / t) if t > 0 else float("nan")
 
 
+#: The keys of :func:`summary`, in its order.
+SUMMARY_KEYS: tuple[str, ...] = (
+    "num_requests", "num_finished", "num_rejected", "num_steps", "num_preemptions", "makespan_s",
+    "attainment", "attainment_weighted", "ttft_attainment", "tpot_attainment", "goodput_tokens",
+    "goodput_rps", "throughput_rps", "throughput_tokens_per_s",
+    *(f"{s}_{k}" for k in ("ttft_s", "tpot_s", "e2e_s") for s in ("mean", "p50", "p90", "p99")))
+
+
 def summary(schedule: Schedule, workload: Workload) -> dict[str, Any]:
     """Headline numbers of one run (JSON-serialisable)."""
     m = request_metrics(schedule, workload)
@@ -172,9 +181,23 @@ def summary(schedule: Schedule, workload: Workload) -> dict[str, Any]:
     return res
 
 
-def request_records(schedule: Schedule, workload: Workload) -> dict[str, np.ndarray]:
-    """One row per request, the columns of ``records.csv``."""
+def request_records(schedule: Schedule, workload: Workload, engine: Any = None
+                    ) -> dict[str, np.ndarray]:
+    """One row per request, the columns of ``records.csv``.
+
+    ``reject_reason`` is empty for a request that was not rejected; for a rejected one it is
+    ``exceeds_kv_capacity`` when its peak KV (``prompt + output - 1`` tokens) exceeds the
+    ``engine``'s ``kv_capacity_tokens`` (the simulator's admission rule), else ``scheduler``
+    (the policy rejected it); ``rejected`` when no engine is given.
+    """
     m = request_metrics(schedule, workload)
+    rej = np.asarray(m["rejected"], bool)
+    reason = np.where(rej, "rejected", "").astype(object)
+    if engine is not None and getattr(engine, "kv_capacity_tokens", None) is not None:
+        peak = (np.asarray(workload.prompt_tokens, np.int64)
+                + np.asarray(workload.output_tokens, np.int64) - 1)
+        too_long = peak > int(engine.kv_capacity_tokens)
+        reason[rej] = np.where(too_long[rej], "exceeds_kv_capacity", "scheduler")
     return {
         "id": np.arange(len(workload)),
         "arrival_s": m["arrival_s"],
@@ -188,4 +211,5 @@ def request_records(schedule: Schedule, workload: Workload) -> dict[str, np.ndar
         "slo_met": m["slo_met"],
         "rejected": m["rejected"],
         "class": np.asarray(workload.class_label),
+        "reject_reason": reason,
     }

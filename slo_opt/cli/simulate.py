@@ -130,7 +130,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     s = simulate(w, eng, sched, progress=not a.quiet and len(w) >= 2000)
     wall = time.perf_counter() - t0
     sm = summary(s, w)
-    rec = request_records(s, w)
+    rec = request_records(s, w, eng)
     sm.update({"scheduler": a.scheduler, "params": s.meta.get("params", {}), "profile": a.profile,
                "engine": repr(eng), "trace": a.trace or "default", "time_unit": a.time_unit,
                "slo": _slo_of(w), "seed": None, "wall_s": wall, "versions": versions(),

@@ -36,8 +36,8 @@ between executors) and recorded per run in the run files.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -68,7 +68,7 @@ __all__ = [
     "run_sweep",
 ]
 
-RUN_FORMAT = 1  # bump when the row format changes (old run files are then recomputed)
+RUN_FORMAT = 2  # bump when the row format changes (old run files are then recomputed)
 
 
 class SweepConfigError(ValueError):
@@ -348,6 +348,8 @@ class RunSpec:
             "seed": self.seed,
             "fast_forward": self.fast_forward,
             "format": RUN_FORMAT,
+            # the trace file's content, not only its path: an edited trace is a new run
+            "trace_sha256": _file_sha256(self.workload.trace),
         }
 
     @property
@@ -355,6 +357,24 @@ class RunSpec:
         """Stable 16-hex-digit id of the configuration."""
         blob = json.dumps(self.config(), sort_keys=True, default=_json_default)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _file_sha256(path: str | None) -> str | None:
+    """SHA-256 of a trace file's bytes (``None`` for a named trace or no trace), cached per
+    (path, size, modification time)."""
+    if path is None or not Path(path).is_file():
+        return None
+    st = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _json_default(x: Any) -> Any:
@@ -594,34 +614,36 @@ def _load_done(path: Path, run: RunSpec) -> dict[str, Any] | None:
     return rec["row"]
 
 
+#: Leading columns of ``results.csv``, in this order; then ``param.*`` (sorted), then the
+#: summary's columns in :func:`slo_opt.metrics.summary` order, then any others (sorted).
+_LEAD = ("run_id", "workload", "scheduler", "params", "engine", "seed")
+
+
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    cols: list[str] = []
+    """Column order independent of where a row came from (a fresh run or a resumed run file,
+    which stores keys sorted): a resumed sweep writes the same columns in the same order."""
+    from slo_opt.metrics import SUMMARY_KEYS
+
+    keys: set[str] = set()
     for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    return cols
+        keys.update(r)
+    lead = [k for k in _LEAD if k in keys]
+    params = sorted(k for k in keys if k.startswith("param."))
+    summ = [k for k in SUMMARY_KEYS if k in keys]
+    rest = sorted(keys - set(lead) - set(params) - set(summ))
+    return lead + params + summ + rest
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write ``results.csv`` (always) and ``results.parquet`` (if pyarrow is installed)."""
+    """Write ``results.csv`` and ``results.parquet`` through
+    :func:`slo_opt.study.tables.write_table` (the one table writer)."""
+    from slo_opt.study.tables import write_table as write
+
     out = Path(out_dir)
     cols = _columns(rows)
-    paths = [out / "results.csv"]
-    with paths[0].open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=cols)
-        wr.writeheader()
-        for r in rows:
-            wr.writerow({k: r.get(k, "") for k in cols})
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        return paths
-    table = pa.table({k: [r.get(k) for r in rows] for k in cols})
-    pq.write_table(table, out / "results.parquet")
-    paths.append(out / "results.parquet")
-    return paths
+    ordered = [{k: r.get(k) for k in cols} for r in rows]
+    return [write(out / "results.csv", ordered, format="csv"),
+            write(out / "results.parquet", ordered, format="parquet")]
 
 
 def run_sweep(

@@ -9,6 +9,7 @@ gives the same table as a :class:`pandas.DataFrame` (needs pandas).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,18 @@ def to_arrow(columns: Mapping[str, Any]) -> Any:
     return pa.table(arrays, names=list(cols))
 
 
+def _column(values: list[Any]) -> Any:
+    """An Arrow array of row values; a column mixing types (``1`` and ``"a"``) is written as
+    text, float NaN as null."""
+    import pyarrow as pa
+
+    values = [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values])
+
+
 def write_table(path: str | os.PathLike[str], data: Mapping[str, Any] | Sequence[Mapping[str, Any]],
                 *, format: Format | None = None) -> Path:
     """Write columns (``{name: array}``) or rows (a list of dicts; missing keys are null) to
@@ -66,7 +79,7 @@ def write_table(path: str | os.PathLike[str], data: Mapping[str, Any] | Sequence
         keys: list[str] = []
         for r in data:
             keys.extend(k for k in r if k not in keys)
-        table = pa.table({k: [r.get(k) for r in data] for k in keys})
+        table = pa.table({k: _column([r.get(k) for r in data]) for k in keys})
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

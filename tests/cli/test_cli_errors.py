@@ -181,3 +181,16 @@ def test_deprecated_alias_warns_and_works(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "slo-opt: warning: --schedulers is deprecated; use --scheduler" in p.stderr
     assert f"wrote {(tmp_path / 'd').resolve() / 'demo.json'}" in p.stdout
+
+
+# -- records carry a reject reason; Parquet as well as CSV -----------------------------------
+def test_rejected_request_has_a_reason(tmp_path):
+    (tmp_path / "long.csv").write_text(HEADER + "0,5000,10\n0.1,100,10\n")
+    p = run(["simulate", "--scheduler", "vllm", "--trace", "long.csv", "--kv-capacity-tokens",
+             "4096", "--out", "o", "--format", "parquet"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    from slo_opt.study.tables import read_table
+
+    rec = read_table(tmp_path / "o" / "records.parquet")
+    assert rec["rejected"].tolist() == [True, False]
+    assert list(rec["reject_reason"]) == ["exceeds_kv_capacity", ""]
