@@ -35,8 +35,11 @@ def violations(
     request arrives; per-step tokens <= ``engine.max_batch_tokens``; per-request token accounting
     (tokens never exceed what is needed for the next output token, decode steps give exactly one
     token, events only on resident requests) and the recorded first-token / finish steps; no
-    allocation after completion or to a rejected request; KV blocks held at every step <=
-    capacity; and, if ``check_step_times``, each step lasts ``engine.step_time_s`` of its batch
+    allocation after completion or to a rejected request; prefix-cache hits (``CACHE_HIT``:
+    non-resident, whole blocks, at most ``num_tokens - 1``, no more than the request computed
+    before or shares through ``workload.prefix_ids``); KV blocks held at every step <=
+    capacity (a block shared through a cache hit counts once per holder: an upper bound, so a
+    schedule with shared hits that this bound rejects is reported as unverifiable); and, if ``check_step_times``, each step lasts ``engine.step_time_s`` of its batch
     shape plus its recorded swap time.
     """
     out: list[str] = []
@@ -103,6 +106,9 @@ def violations(
     a_starts = np.searchsorted(a.request[order_a], np.arange(n + 1))
     e_starts = np.searchsorted(ev.request[order_e], np.arange(n + 1))
     fts, fin, rej = schedule.first_token_step, schedule.finish_step, schedule.rejected
+    pid = workload.prefix_ids
+    shared_tok = pid.tokens if pid is not None else None
+    n_hits = 0
     for rid in range(n):
         ai = order_a[a_starts[rid]:a_starts[rid + 1]]
         ei = order_e[e_starts[rid]:e_starts[rid + 1]]
@@ -119,6 +125,7 @@ def violations(
         where = "device"  # or "host"
         first = finish = -1
         held = 0
+        seen = 0  # most tokens computed so far (a private block can only be hit again)
         prev_end = -1
         p, o = int(P[rid]), int(O[rid])
         for step, is_alloc, x, y in items:
@@ -138,6 +145,15 @@ def violations(
                         comp = 0
                     else:
                         where = "host"
+                elif kind == EventKind.CACHE_HIT:  # prefix caching (see _cache_hit_ok)
+                    why = _cache_hit_ok(y, where, held, comp, p + gen, seen, b,
+                                        shared_tok[rid] if shared_tok is not None else 0)
+                    if why:
+                        bad(f"request {rid}: CACHE_HIT of {y} tokens at step {step} {why}")
+                    comp = y
+                    held = y // b
+                    kv_delta[step] += held
+                    n_hits += 1
                 else:  # SWAP_IN
                     if where != "host":
                         bad(f"request {rid}: SWAP_IN at step {step} while not swapped out")
@@ -202,6 +218,7 @@ def violations(
                 if gen == o:
                     finish = step + num - 1
             prev_end = step + num
+            seen = max(seen, comp)
             if gen > o:
                 bad(f"request {rid}: generates more than {o} output tokens")
                 break
@@ -219,7 +236,10 @@ def violations(
     kv = np.cumsum(kv_delta)[:T]
     over = np.flatnonzero(kv > cap_blocks)
     if over.size:
-        bad(f"KV overflow at step {int(over[0])}: {int(kv[over[0]])} blocks held > capacity {cap_blocks}")
+        bad(f"KV overflow at step {int(over[0])}: {int(kv[over[0]])} blocks held > capacity {cap_blocks}"
+            + (" (counting a prefix block once per request holding it: the checker cannot "
+               "tell which cache hits shared a block, so it cannot verify this schedule's KV)"
+               if n_hits and pid is not None else ""))
 
     rec = (steps.prefill_tokens, steps.decode_seqs)
     if T and (not np.array_equal(rec[0], pf_tok) or not np.array_equal(rec[1], dec)):
@@ -240,6 +260,27 @@ def violations(
                     f"step {i} lasts {got:.9g}s but the engine gives {want:.9g}s for {shape}"):
                 return out
     return out
+
+
+def _cache_hit_ok(y: int, where: str, held: int, comp: int, num_tokens: int, seen: int,
+                  b: int, shared_tokens: int) -> str:
+    """Why a ``CACHE_HIT`` of ``y`` tokens is impossible ('' if it is possible).
+
+    A hit goes to a request without resident KV, is whole blocks, leaves at least one token
+    to compute (``y <= num_tokens - 1``), and covers only tokens that can be in the cache:
+    the request's own earlier computed tokens or the leading tokens its ``prefix_ids``
+    share with other requests (whole blocks of them).
+    """
+    if where != "device" or held or comp:
+        return "while KV is resident or swapped out"
+    if y < b or y % b:
+        return f"is not a positive multiple of the block size {b}"
+    if y > num_tokens - 1:
+        return f"leaves nothing to compute ({num_tokens} tokens)"
+    if y > max(seen, shared_tokens // b * b):
+        return (f"exceeds what the cache can hold for it ({seen} own tokens computed, "
+                f"{shared_tokens} shared prefix tokens)")
+    return ""
 
 
 def _with_prefill_seqs(shape: BatchShape, s_exp: np.ndarray, r_exp: np.ndarray,

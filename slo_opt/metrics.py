@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from slo_opt.request import Workload
-from slo_opt.schedule import Schedule
+from slo_opt.schedule import EventKind, Schedule
 
 __all__ = [
     "SLO_TOL_S",
@@ -157,12 +157,22 @@ def summary(schedule: Schedule, workload: Workload) -> dict[str, Any]:
     fin = m["finished"]
     span = schedule.makespan_s - (float(workload.arrival_s[0]) if n else 0.0)
     out_tokens = int(workload.output_tokens[fin].sum())
+    hit = schedule.events.kind == int(EventKind.CACHE_HIT)
+    n_hits = int(np.count_nonzero(hit))
+    hit_tokens = int(schedule.events.tokens[hit].sum())
+    pc = schedule.meta.get("prefix_cache") if isinstance(schedule.meta, dict) else None
     res: dict[str, Any] = {
         "num_requests": n,
         "num_finished": int(fin.sum()),
         "num_rejected": int(m["rejected"].sum()),
         "num_steps": schedule.num_steps,
-        "num_preemptions": len(schedule.events),
+        "num_preemptions": len(schedule.events) - n_hits,
+        # prefix caching (vLLM's prefix-cache hit counters): hits from the event table,
+        # the queried tokens from the simulator's counters when it recorded them
+        "num_cache_hits": n_hits,
+        "cache_hit_tokens": hit_tokens,
+        "prefix_cache_hit_rate": (float(pc["hit_tokens"]) / pc["query_tokens"]
+                                  if pc and pc.get("query_tokens") else 0.0),
         "makespan_s": schedule.makespan_s,
         "attainment": attainment(schedule, workload),
         "attainment_weighted": attainment(schedule, workload, weighted=True),

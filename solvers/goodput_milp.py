@@ -352,6 +352,9 @@ class GoodputMILP:
         if schedule.num_requests != inst.n:
             raise NotRepresentable(f"schedule has {schedule.num_requests} requests, instance {inst.n}")
         ev = schedule.events
+        if np.any(ev.kind == EventKind.CACHE_HIT):  # the model computes every prompt token
+            raise NotRepresentable("schedules with prefix-cache hits (CACHE_HIT) are outside "
+                                   "the slot model")
         if np.any(ev.kind != EventKind.PREEMPT_RECOMPUTE):
             raise NotRepresentable("schedules with KV swaps are outside the slot model "
                                    "(a swap lengthens its step beyond one slot)")

@@ -252,6 +252,9 @@ class PatternMILP:
         if schedule.num_requests != inst.n:
             raise NotRepresentable(f"schedule has {schedule.num_requests} requests, instance {inst.n}")
         ev = schedule.events
+        if np.any(ev.kind == EventKind.CACHE_HIT):  # the model computes every prompt token
+            raise NotRepresentable("schedules with prefix-cache hits (CACHE_HIT) are outside "
+                                   "the slot model")
         if np.any(ev.kind != EventKind.PREEMPT_RECOMPUTE) and not drop_preempted:
             raise NotRepresentable("schedules with KV swaps are outside the slot model")
         slot_of = _step_slots(schedule, D) if schedule.num_steps else np.zeros(0, np.int64)

@@ -62,12 +62,21 @@ class CachePlan:
         """
         return 0, 0
 
-    def grow(self, rid: int, new_blocks: int) -> None:
-        """A request of the plan takes ``new_blocks`` blocks from the free queue."""
+    def grow(self, rid: int, tokens: int) -> None:
+        """A request of the plan with resident KV (running, or swapped back in) computes
+        ``tokens`` more tokens: it takes the blocks they need from the free queue, and its
+        blocks that become full are cached right away (a later admission of the same step
+        can hit them, as in vLLM v1)."""
 
-    def admit(self, rid: int, hit_tokens: int, new_blocks: int) -> None:
-        """``rid`` is admitted: it reuses its hit (as returned by :meth:`lookup`) and takes
-        ``new_blocks`` new blocks from the free queue."""
+    def release(self, rid: int, held_blocks: int) -> int:
+        """Blocks that preempting running request ``rid`` (holding ``held_blocks``) returns to
+        the free queue: all of them, except blocks another request still holds through a
+        cache hit (vLLM frees a block when its last holder lets it go)."""
+        return held_blocks
+
+    def admit(self, rid: int, hit_tokens: int, tokens: int) -> None:
+        """``rid`` (waiting) is admitted: it reuses its hit (``hit_tokens`` as returned by
+        :meth:`lookup`, just before) and computes ``tokens`` more tokens, as :meth:`grow`."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -50,6 +50,7 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
                 return dict(zip(ids.tolist(), nt.tolist())), set(), budget - total, free - need
     plan: dict[int, int] = {}
     preempted: set[int] = set()
+    cache: CachePlan | None = None  # with prefix caching: a victim's shared blocks stay held
     running = [int(r) for r in view.running]
     i = 0
     while i < len(running) and budget > 0:
@@ -61,7 +62,10 @@ def running_first(view: EngineView, budget: int, *, long_prefill_token_threshold
         while need > free:
             victim = running.pop()
             preempted.add(victim)
-            free += view.blocks_held(victim)
+            if cache is None and view.prefix_caching:
+                cache = view.cache_plan()
+            held = view.blocks_held(victim)
+            free += cache.release(victim, held) if cache is not None else held
             if victim == r:
                 break
         if r in preempted:
@@ -119,7 +123,7 @@ def admit_waiting(view: EngineView, plan: dict[int, int], order: Any, *, token_b
         token_budget -= n
         free_blocks -= new + free_hit
         if cache is not None:
-            cache.admit(rid, hit, new)
+            cache.admit(rid, hit, n)
         k += 1
     return token_budget, free_blocks, k
 
@@ -253,7 +257,7 @@ class VLLM:
                 if caching and len(order):
                     cache = view.cache_plan()
                     for r, t in plan.items():  # running requests take their blocks first
-                        cache.grow(r, view.blocks_for(r, t))
+                        cache.grow(r, t)
                 admit_waiting(view, plan, order, token_budget=left, free_blocks=free,
                               max_new=self.max_num_seqs - n_run, chunked=self.chunked_prefill,
                               long_prefill_token_threshold=thr,

@@ -123,7 +123,7 @@ class VLLMv0:
             seqs += 1
             free -= need
             if cache is not None:
-                cache.admit(rid, hit, need - free_hit)
+                cache.admit(rid, hit, n)
             if left <= 0:
                 break
         if plan:  # a prefill-only step

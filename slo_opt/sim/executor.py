@@ -63,17 +63,24 @@ def apply_evictions(st: EngineState, plan: StepPlan) -> bool:
     both = set(plan.preempt) & set(plan.swap_out)
     if both:
         fail(st, f"requests {sorted(both)} both preempted and swapped out")
+    cache = kv.cache
+    if cache is not None and plan.preempt:  # vLLM frees victims newest first
+        pos = {r: i for i, r in enumerate(st.running)}
     for rid in sorted(plan.preempt):
         if not (0 <= rid < st.n) or st.state[rid] != RUNNING:
             fail(st, f"preempt of request {rid} which is not running")
         st.running.remove(rid)
         ev.append((st.step, rid, int(EventKind.PREEMPT_RECOMPUTE), int(st.computed[rid])))
-        kv.release_one(rid)
+        if cache is None:
+            kv.release_one(rid)
         st.computed[rid] = 0
         st.nt[rid] = st.P[rid] + st.generated[rid]
         st.state[rid] = WAITING
         st.waiting.add(rid)
         changed = True
+    if cache is not None and plan.preempt:
+        for rid in sorted(plan.preempt, key=pos.__getitem__, reverse=True):
+            kv.release_one(rid)
     for rid in sorted(plan.swap_out):
         if not (0 <= rid < st.n) or st.state[rid] != RUNNING:
             fail(st, f"swap_out of request {rid} which is not running")
@@ -114,10 +121,22 @@ def execute(st: EngineState, plan: StepPlan, limit_s: float = math.inf) -> None:
     # KV: swapped-in requests bring their blocks back (they hold none); everyone may grow.
     kv = st.kv
     b = kv.block_tokens
+    cache = kv.cache
+    hitv = None
+    if cache is not None and smin == WAITING:
+        # prefix caching: waiting rows reuse their longest cached prefix, in plan order
+        hitv, need = _cache_hits(st, rids, toks, sta)
+        comp = comp + hitv
+        nxt = nxt - hitv
+        if _nz(toks > nxt):
+            i = int(np.flatnonzero(toks > nxt)[0])
+            fail(st, f"request {int(rids[i])}: {int(toks[i])} tokens > next_tokens "
+                     f"{int(nxt[i])} after a prefix-cache hit of {int(hitv[i])} tokens")
     newc = comp + toks
     new_held = -(-newc // b)
     held = kv.held[rids]  # 0 for waiting and swapped requests
-    need = int(_sum(new_held)) - int(_sum(held))
+    if hitv is None:
+        need = int(_sum(new_held)) - int(_sum(held))
     if need > kv.free_blocks:
         fail(st, f"KV overflow: needs {need} blocks, {kv.free_blocks} free")
     swap_s = st.pending_swap_s
@@ -186,6 +205,8 @@ def execute(st: EngineState, plan: StepPlan, limit_s: float = math.inf) -> None:
             rec.record_allocs(rids, None, step, 1)
         else:
             rec.record_allocs(rids, toks, step, 1, (toks == 1) & (nxt == 1))
+    if cache is not None:
+        _cache_apply(st, rids, comp, toks, hitv, k)
     # state update (k tokens of decode per request, or one step of the plan)
     if smin != RUNNING or smax != RUNNING:
         pm = sta != RUNNING
@@ -214,10 +235,14 @@ def execute(st: EngineState, plan: StepPlan, limit_s: float = math.inf) -> None:
         new_held = -(-newc // b)
         gen = gen_old + k
     st.computed[rids] = newc
-    kv.set_held(rids, new_held, need if k == 1 else int(_sum(new_held)) - int(_sum(held)))
+    extra = need if k == 1 else int(_sum(new_held)) - int(_sum(held))
+    if cache is not None:
+        kv.sync_cache(rids, new_held, extra)
+    else:
+        kv.set_held(rids, new_held, extra)
     st.generated[rids] = gen
     ntn = st.P[rids] + gen - newc
-    if k > 1 or not pure:  # a pure decode step leaves next_tokens at 1
+    if k > 1 or not pure or hitv is not None:  # a pure decode step leaves next_tokens at 1
         st.nt[rids] = ntn
     done = gen == st.O[rids]
     n_done = int(_nz(done))
@@ -242,6 +267,58 @@ def execute(st: EngineState, plan: StepPlan, limit_s: float = math.inf) -> None:
                     keep = ~done
                     rids, newc, gen, ntn = rids[keep], newc[keep], gen[keep], ntn[keep]
                 decode_all_run(st, nstart, limit_s, rids, newc, gen, ntn)
+
+
+def _cache_hits(st: EngineState, rids: np.ndarray, toks: np.ndarray, sta: np.ndarray
+                ) -> tuple[np.ndarray, int]:
+    """Prefix-cache hits of the plan's waiting rows and the free blocks the plan takes, as
+    applying it in plan order will find them (a scratch plan: nothing changes)."""
+    cache = st.kv.cache
+    assert cache is not None
+    cp = cache.plan()
+    hitv = np.zeros(rids.size, np.int64)
+    for i, (r, t, s) in enumerate(zip(rids.tolist(), toks.tolist(), sta.tolist())):
+        if s == WAITING:
+            h = cp.lookup(r)[0]
+            hitv[i] = h
+            if t <= int(st.nt[r]) - h:
+                cp.admit(r, h, t)
+        else:
+            cp.grow(r, t)
+    return hitv, cp.used
+
+
+def _cache_apply(st: EngineState, rids: np.ndarray, comp: np.ndarray, toks: np.ndarray,
+                 hitv: np.ndarray | None, k: int) -> None:
+    """Apply the step's (or the ``k`` fast-forwarded decode steps') cache operations in plan
+    order: admissions with their hits (``CACHE_HIT`` events), allocations, block names."""
+    cache = st.kv.cache
+    assert cache is not None
+    if k > 1:
+        cache.decode_run(rids, comp, k)
+        return
+    b = cache.b
+    if hitv is not None:
+        ev = st.rec.events
+        kind = int(EventKind.CACHE_HIT)
+        for r, c, t, h in zip(rids.tolist(), comp.tolist(), toks.tolist(), hitv.tolist()):
+            if st.state[r] == WAITING:
+                got = cache.admit(r, t)
+                if got != h:
+                    raise RuntimeError(f"prefix cache: request {r} hit {got} tokens, "
+                                       f"the plan's scratch copy predicted {h}")
+                if h:
+                    ev.append((st.step, r, kind, h))
+            else:
+                cache.grow(r, c + t)
+        return
+    newc = comp + toks
+    held = -(-comp // b)
+    moves = np.flatnonzero((-(-newc // b) > held) | (newc // b > comp // b)
+                           | (st.state[rids] == SWAPPED))
+    if moves.size:
+        for i in moves.tolist():
+            cache.grow(int(rids[i]), int(newc[i]))
 
 
 def _plan_error(st: EngineState, rids: np.ndarray, toks: np.ndarray) -> None:

@@ -128,6 +128,8 @@ def decode_all_run(st: EngineState, start: float, limit_s: float,
         K = min(K, st.max_steps - st.step)
     kv = st.kv
     b = kv.block_tokens
+    if kv.cache is not None:  # with a prefix cache, a run ends at its first completions
+        K = min(K, int(_min(rem)))  # (frees and evictions then interleave as stepping does)
     # KV: request i needs a new block at steps s (0-based) with (comp_i + s) % b == 0,
     # s < rem_i; it frees ceil((comp_i + rem_i) / b) blocks after step rem_i - 1.
     K = kv.decode_run_steps_fitting(comp, rem, K)
@@ -197,7 +199,11 @@ def decode_all_run(st: EngineState, start: float, limit_s: float,
     rec.record_allocs(rids, None, step, ki)
     newc = comp + ki
     new_held = -(-newc // b)
-    kv.set_held(rids, new_held, kv.extra_blocks(rids, new_held))
+    if kv.cache is not None:
+        kv.cache.decode_run(rids, comp, k)  # k <= every rem: all ran k steps
+        kv.sync_cache(rids, new_held, kv.extra_blocks(rids, new_held))
+    else:
+        kv.set_held(rids, new_held, kv.extra_blocks(rids, new_held))
     st.computed[rids] = newc
     st.generated[rids] = gen + ki
     if k >= rmin:

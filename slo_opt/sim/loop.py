@@ -153,5 +153,7 @@ class Loop(EngineState):
             first_token_step=self.first_token_step, finish_step=self.finish_step,
             rejected=self.state == REJECTED,
             meta={"scheduler": self.sname, "params": _params(self.s), "engine": self.e.name,
-                  "workload": self.w.name, "wall_s": wall_s, "fast_forward": self.ff},
+                  "workload": self.w.name, "wall_s": wall_s, "fast_forward": self.ff,
+                  **({"prefix_cache": self.kv.cache.stats()} if self.kv.cache is not None
+                     else {})},
         )

@@ -19,7 +19,7 @@ from slo_opt.engine import EngineModel, decode_step_times_s
 from slo_opt.request import Workload
 from slo_opt.schedule import ARRIVAL_EPS_S
 from slo_opt.schedulers.base import AdmitPromise
-from slo_opt.sim.kv import KVBlockManager
+from slo_opt.sim.kv import KVBlockManager, PrefixCache
 from slo_opt.sim.queue import EMPTY_IDS, WaitingQueue, ids_array
 from slo_opt.sim.records import StepRecorder
 
@@ -81,6 +81,10 @@ class EngineState:
             n, int(engine.kv_block_tokens), int(engine.kv_capacity_tokens),
             float(getattr(engine, "kv_bytes_per_token", 0)),
             float(getattr(engine, "host_bandwidth_bytes_per_s", math.inf)))
+        # vLLM's automatic prefix caching, switched on by the policy's enable_prefix_caching
+        if getattr(scheduler, "enable_prefix_caching", False) is True:
+            self.kv.cache = PrefixCache(workload, self.kv.block_tokens, self.kv.capacity_blocks,
+                                        self.computed, self.generated)
         self.max_batch_tokens = engine.max_batch_tokens
         self.waiting = WaitingQueue()
         self.running: list[int] = []
@@ -104,9 +108,10 @@ class EngineState:
         # (starts, ends, ctx0) of the steps fastforward.fast_forward_len last returned
         self.ff_times: tuple[np.ndarray, np.ndarray, int] = (EMPTY_IDS, EMPTY_IDS, 0)
         self.align: Callable[[float], float] | None = getattr(engine, "align_start_s", None)
-        # admission windows (window.py): offline, unaligned, engine with vectorised shapes
+        # admission windows (window.py): offline, unaligned, engine with vectorised shapes,
+        # no prefix cache (a window admits whole prompts and does not replay the cache)
         self.windows = (fast_forward and not online and self.align is None
-                        and hasattr(engine, "batch_step_times_s"))
+                        and hasattr(engine, "batch_step_times_s") and self.kv.cache is None)
         self.slot_s = float(getattr(engine, "step_s", 0.0))
         fast = getattr(engine, "decode_step_times_s", None)
         self.dst: Callable[[int, int, int], np.ndarray] = (

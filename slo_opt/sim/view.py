@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slo_opt.schedulers.base import EngineView
+from slo_opt.schedulers.base import CachePlan, EngineView
+from slo_opt.sim.kv import PrefixCache
 from slo_opt.sim.queue import ids_array
 from slo_opt.sim.state import EngineState
 
@@ -24,6 +25,16 @@ class SimView(EngineView):
 
     nt_: np.ndarray | None = None
     b_: int = 1
+    cache_: PrefixCache | None = None
+
+    @property
+    def prefix_caching(self) -> bool:
+        """Whether the engine keeps freed KV blocks as a prefix cache."""
+        return self.cache_ is not None
+
+    def cache_plan(self) -> CachePlan:
+        """A scratch plan of the engine's prefix cache (:class:`~.kv.SimCachePlan`)."""
+        return self.cache_.plan() if self.cache_ is not None else CachePlan()
 
     @property
     def kv_block_tokens(self) -> int:
@@ -75,5 +86,6 @@ def build_view(st: EngineState) -> EngineView:
         next_arrival_s=st.next_arrival_s(),
         nt_=st.nt,
         b_=st.kv.block_tokens,
+        cache_=st.kv.cache,
     )
     return view
