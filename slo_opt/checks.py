@@ -35,12 +35,26 @@ def violations(
     request arrives; per-step tokens <= ``engine.max_batch_tokens``; per-request token accounting
     (tokens never exceed what is needed for the next output token, decode steps give exactly one
     token, events only on resident requests) and the recorded first-token / finish steps; no
-    allocation after completion or to a rejected request; prefix-cache hits (``CACHE_HIT``:
+    allocation after completion; a rejected request neither finishes nor keeps resident KV
+    (it may have been served before a recompute preemption or a swap-out that preceded its
+    rejection, nothing after); prefix-cache hits (``CACHE_HIT``:
     non-resident, whole blocks, at most ``num_tokens - 1``, no more than the request computed
     before or shares through ``workload.prefix_ids``); KV blocks held at every step <=
     capacity (a block shared through a cache hit counts once per holder: an upper bound, so a
-    schedule with shared hits that this bound rejects is reported as unverifiable); and, if ``check_step_times``, each step lasts ``engine.step_time_s`` of its batch
-    shape plus its recorded swap time.
+    schedule with shared hits that this bound rejects is reported as unverifiable); each step's
+    swap time re-derived from the swap events (see Notes) equals the recorded ``swap_s``; and,
+    if ``check_step_times``, each step lasts ``engine.step_time_s`` of its batch shape plus
+    that re-derived swap time.
+
+    Notes
+    -----
+    Swap time is re-derived from the engine model, not read from the schedule: every
+    ``SWAP_OUT`` and ``SWAP_IN`` event of ``c`` tokens at step ``s`` (and an allocation to a
+    swapped-out request without a ``SWAP_IN`` event, an implicit swap-in of its resident
+    tokens) charges ``c * engine.kv_bytes_per_token / engine.host_bandwidth_bytes_per_s``
+    seconds to step ``s``, the transfer model documented in :mod:`slo_opt.schedule` and
+    ``EngineModel.host_bandwidth_bytes_per_s``. A schedule whose swaps were made free
+    therefore fails both the ``swap_s`` check and the step-duration check.
     """
     out: list[str] = []
 
@@ -99,6 +113,9 @@ def violations(
     pf_ctx = np.zeros(T, np.int64)
     dec = np.zeros(T, np.int64)
     dec_ctx = np.zeros(T, np.int64)
+    # seconds of host<->device KV transfer charged to each step (index T: after the last step)
+    swap_need = np.zeros(T + 1)
+    sec_per_tok = float(engine.kv_bytes_per_token) / float(engine.host_bandwidth_bytes_per_s)
     P, O = workload.prompt_tokens, workload.output_tokens
     ev = schedule.events
     order_a = np.lexsort((a.step, a.request))
@@ -145,6 +162,7 @@ def violations(
                         comp = 0
                     else:
                         where = "host"
+                        swap_need[step] += comp * sec_per_tok
                 elif kind == EventKind.CACHE_HIT:  # prefix caching (see _cache_hit_ok)
                     why = _cache_hit_ok(y, where, held, comp, p + gen, seen, b,
                                         shared_tok[rid] if shared_tok is not None else 0)
@@ -157,13 +175,18 @@ def violations(
                 else:  # SWAP_IN
                     if where != "host":
                         bad(f"request {rid}: SWAP_IN at step {step} while not swapped out")
+                    elif y != comp:
+                        bad(f"request {rid}: SWAP_IN at step {step} records {y} tokens, "
+                            f"swapped out {comp}")
                     where = "device"
+                    swap_need[step] += comp * sec_per_tok
                 continue
             num, tok = x, y
             if step < prev_end:
                 bad(f"request {rid}: overlapping allocations at step {step}")
             if where == "host":
                 where = "device"  # implicit swap-in by the first allocation
+                swap_need[step] += comp * sec_per_tok
             need = p + gen - comp
             if num > 1 and not (tok == 1 and need == 1):
                 bad(f"request {rid}: multi-step run at step {step} that is not one token per step")
@@ -230,6 +253,9 @@ def violations(
             bad(f"request {rid}: recorded finish_step {int(fin[rid])}, allocations give {finish}")
         if rej[rid] and finish >= 0:
             bad(f"request {rid} is marked rejected but finishes")
+        elif rej[rid] and where == "device" and comp > 0:
+            bad(f"request {rid} is marked rejected but still has allocations "
+                f"({comp} tokens of resident KV at the end)")
         if len(out) >= max_messages:
             return out
 
@@ -246,6 +272,12 @@ def violations(
         i = int(np.flatnonzero((rec[0] != pf_tok) | (rec[1] != dec))[0])
         bad(f"step {i}: recorded batch shape (prefill {int(rec[0][i])}, decode {int(rec[1][i])}) "
             f"differs from allocations (prefill {int(pf_tok[i])}, decode {int(dec[i])})")
+    if T:
+        sw_bad = np.flatnonzero(~np.isclose(steps.swap_s, swap_need[:T], rtol=1e-9, atol=1e-12))
+        if sw_bad.size:
+            i = int(sw_bad[0])
+            bad(f"step {i}: recorded swap time {float(steps.swap_s[i]):.9g}s, its swap events "
+                f"need {float(swap_need[i]):.9g}s at the engine's host bandwidth")
     if check_step_times and T:
         for i in range(T):
             if pf_tok[i] == 0 and dec[i] == 0:
@@ -254,7 +286,7 @@ def violations(
                                decode_context_tokens=int(dec_ctx[i]),
                                prefill_seqs=0, prefill_context_tokens=int(pf_ctx[i]))
             shape = _with_prefill_seqs(shape, s_exp, r_exp, t_exp, i)
-            want = float(engine.step_time_s(shape)) + float(steps.swap_s[i])
+            want = float(engine.step_time_s(shape)) + float(swap_need[i])
             got = float(en[i] - st[i])
             if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12) and bad(
                     f"step {i} lasts {got:.9g}s but the engine gives {want:.9g}s for {shape}"):
