@@ -101,6 +101,14 @@ def run_admit_window(sim: EngineState, start: float, limit_s: float, eps_s: floa
     if m and (int(gen0.min()) < 1 or np.count_nonzero(sim.nt[rids] != 1)):
         return False
     rem0 = O[rids] - gen0
+    # --- step 0's batch is known (one decode token per running request, the whole prompt of
+    # every waiting one; later arrivals join at step 1 or later): when it already breaks the
+    # conservative KV bound checked per step below, the window would commit nothing, so skip
+    # the guess and the fixed point (on KV-tight engines most windows end here)
+    cap_tokens = sim.kv.capacity_blocks * b
+    if (int(comp0.sum()) + m + (int(pw.sum()) if nw else 0) + (b - 1) * (m + nw)
+            > cap_tokens):
+        return False
     # --- candidates: the waiting requests (admitted at step 0) and the next future arrivals
     a0 = sim.next_arrival
     a1 = min(sim.n, a0 + WINDOW_ARRIVALS)
@@ -142,7 +150,6 @@ def run_admit_window(sim: EngineState, start: float, limit_s: float, eps_s: floa
     eps = eps_s
     f = sim.e.batch_step_times_s  # type: ignore[attr-defined]
     until = min(promise.until_s, limit_s)
-    cap_tokens = sim.kv.capacity_blocks * b
     if nf:
         # an arrival that must be rejected (its peak KV, or its reservation, exceeds the
         # cache) ends the window
