@@ -14,8 +14,18 @@ Two parts (issue 8):
    size without a step-by-step run is *extrapolated* linearly from the largest measured one
    and labelled ``extrapolated`` in the JSON.
 
+3. **Policies** (issue 18): every registered scheduler (:data:`slo_opt.SCHEDULERS`, default
+   parameters) on the Azure 2023 conversation and code traces and the Mooncake conversation
+   trace (``--policy-traces``; the first ``--policy-limit`` requests of each when given,
+   labelled ``requests`` in the JSON), with and without fast-forward: wall time, its ratio to
+   ``vllm``'s on the same trace and mode, scheduler calls (``plan``) per request, iterations.
+   The ``--profile-rows`` slowest rows are run again under cProfile and the functions with the
+   largest own time are listed (``profiles`` in the JSON; profiling slows a run, so these
+   timings are only proportions).
+
 Usage: ``python benchmarks/simulator.py [--out benchmarks/results] [--max-n 1000000]
-[--no-ff-limit N] [--no-ff-max-n N] [--rate 4.0] [--quick]``. Writes ``simulator.json`` and
+[--no-ff-limit N] [--no-ff-max-n N] [--rate 4.0] [--quick] [--parts traces,scaling,policies]
+[--policy-limit N] [--profile-rows 3]``. The policies part writes ``simulator_policies.json``. Writes ``simulator.json`` and
 ``simulator_scaling.png``. Timings are wall-clock on whatever machine runs it (other jobs may
 share the cores); the JSON records the machine.
 """
@@ -23,15 +33,18 @@ share the cores); the JSON records the machine.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import math
 import platform
+import pstats
 import time
 from pathlib import Path
 
 import numpy as np
 
-from slo_opt import make, simulate
+from slo_opt import SCHEDULERS, make, simulate
 from slo_opt.metrics import summary
 from slo_opt.models.catalog import get_engine
 from slo_opt.request import SLO
@@ -145,6 +158,75 @@ def scaling_part(eng, sizes: list[int], rate: float, no_ff_sizes: list[int], see
     return res
 
 
+def _profile(workload, engine, scheduler: str, ff: bool, top: int = 12) -> list[dict]:
+    """Own-time summary (cProfile) of one run: the ``top`` functions by own time."""
+    pr = cProfile.Profile()
+    pr.enable()
+    simulate(workload, engine, make(scheduler), fast_forward=ff)
+    pr.disable()
+    st = pstats.Stats(pr, stream=io.StringIO())
+    total = sum(v[2] for v in st.stats.values()) or 1.0  # type: ignore[attr-defined]
+    rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    out = []
+    for (fname, line, func), (_cc, nc, tt, ct, _callers) in rows:
+        where = fname.split("/slo_opt/")[-1] if "/slo_opt/" in fname else fname.split("/")[-1]
+        out.append({"function": f"{where}:{line}({func})", "calls": nc, "own_s": tt,
+                    "cumulative_s": ct, "own_share": tt / total})
+    return out
+
+
+def policies_part(eng, traces: list[str], limit: int | None, profile_rows: int) -> dict:
+    """Every registered scheduler on each trace, with and without fast-forward."""
+    rows: list[dict] = []
+    loaded = {}
+    for name in traces:
+        if name not in available_traces():
+            print(f"{name}: not available (set SLO_OPT_TRACES_DIR); skipped")
+            continue
+        w = with_slo(load_trace(name), SLO(ttft_s=2.0, tpot_s=0.2))
+        if limit is not None:
+            w = w.head(limit)
+        loaded[name] = w
+        for ff in (True, False):
+            ref = None
+            for sched in SCHEDULERS:
+                try:
+                    r = run(w, eng, ff, sched)
+                except Exception as exc:  # a policy that cannot run this trace: say so
+                    print(f"{name} {sched} ff={ff}: {type(exc).__name__}: {exc}")
+                    rows.append({"trace": name, "scheduler": sched, "fast_forward": ff,
+                                 "error": f"{type(exc).__name__}: {exc}"})
+                    continue
+                r.update(trace=name, scheduler=sched)
+                if sched == "vllm":
+                    ref = r["wall_s"]
+                r["wall_over_vllm"] = r["wall_s"] / ref if ref else math.nan
+                rows.append(r)
+                print(f"{name:<14} {sched:<12} ff={ff!s:<5} {r['wall_s']:8.2f} s "
+                      f"x{r['wall_over_vllm']:5.1f} of vllm  "
+                      f"{r['plan_calls_per_request']:8.2f} plan calls/req", flush=True)
+    ok = [r for r in rows if "error" not in r]
+    for r in ok:  # FF speed-up of each (trace, scheduler)
+        other = next((o for o in ok if o["trace"] == r["trace"]
+                      and o["scheduler"] == r["scheduler"] and not o["fast_forward"]), None)
+        if r["fast_forward"] and other is not None:
+            r["ff_speedup"] = other["wall_s"] / r["wall_s"]
+    slow = sorted(ok, key=lambda r: -r["wall_s"])[:profile_rows]
+    profiles = []
+    for r in slow:
+        print(f"profiling {r['trace']} {r['scheduler']} ff={r['fast_forward']}", flush=True)
+        profiles.append({"trace": r["trace"], "scheduler": r["scheduler"],
+                         "fast_forward": r["fast_forward"],
+                         "top_own_time": _profile(loaded[r["trace"]], eng, r["scheduler"],
+                                                  r["fast_forward"])})
+        for f in profiles[-1]["top_own_time"][:6]:
+            print(f"    {f['own_share']:6.1%} {f['calls']:>9} calls  {f['function']}")
+    within3 = {t: all(r["wall_over_vllm"] <= 3.0 for r in ok
+                      if r["trace"] == t and r["fast_forward"]) for t in loaded}
+    return {"limit": limit, "rows": rows, "profiles": profiles,
+            "every_scheduler_within_3x_of_vllm_ff": within3}
+
+
 def plot(scal: dict, path: Path) -> None:
     import matplotlib
 
@@ -189,6 +271,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ff-max-n", type=int, default=100_000,
                     help="largest synthetic size also run without fast-forward (measured)")
     ap.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
+    ap.add_argument("--parts", default="traces,scaling,policies")
+    ap.add_argument("--policy-traces", default="azure-conv,azure-code,mooncake-conv")
+    ap.add_argument("--policy-limit", type=int, default=None,
+                    help="policies part: the first N requests of each trace only")
+    ap.add_argument("--profile-rows", type=int, default=3,
+                    help="policies part: profile this many slowest rows")
     a = ap.parse_args(argv)
     eng = get_engine(a.profile)
     if a.quick:
@@ -196,16 +284,31 @@ def main(argv=None) -> int:
         a.traces = "default"
     sizes = [n for n in (1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000) if n <= a.max_n]
     no_ff_sizes = [n for n in sizes if n in (1000, 10_000) or n <= a.no_ff_max_n]
-    traces = traces_part(eng, [t for t in a.traces.split(",") if t], a.no_ff_limit)
-    scal = scaling_part(eng, sizes, a.rate, no_ff_sizes, a.seed)
-    res = {"profile": a.profile, "engine": repr(eng), "scheduler": "vllm", "traces": traces,
-           "scaling": scal, "machine": platform.platform(), "python": platform.python_version(),
-           "cpus": __import__("os").cpu_count()}
+    parts = {p for p in a.parts.split(",") if p}
+    bad = parts - {"traces", "scaling", "policies"}
+    if bad:
+        ap.error(f"unknown --parts {sorted(bad)}; valid: traces, scaling, policies")
+    machine = {"machine": platform.platform(), "python": platform.python_version(),
+               "cpus": __import__("os").cpu_count()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "simulator.json").write_text(json.dumps(res, indent=2))
-    plot(scal, out / "simulator_scaling.png")
-    print(f"wrote {out / 'simulator.json'} and {out / 'simulator_scaling.png'}")
+    if parts & {"traces", "scaling"}:
+        traces = (traces_part(eng, [t for t in a.traces.split(",") if t], a.no_ff_limit)
+                  if "traces" in parts else [])
+        scal = scaling_part(eng, sizes, a.rate, no_ff_sizes, a.seed) if "scaling" in parts else {}
+        res = {"profile": a.profile, "engine": repr(eng), "scheduler": "vllm", "traces": traces,
+               "scaling": scal, **machine}
+        (out / "simulator.json").write_text(json.dumps(res, indent=2))
+        print(f"wrote {out / 'simulator.json'}")
+        if scal:
+            plot(scal, out / "simulator_scaling.png")
+            print(f"wrote {out / 'simulator_scaling.png'}")
+    if "policies" in parts:
+        pol = policies_part(eng, [t for t in a.policy_traces.split(",") if t], a.policy_limit,
+                            a.profile_rows)
+        res = {"profile": a.profile, "engine": repr(eng), "policies": pol, **machine}
+        (out / "simulator_policies.json").write_text(json.dumps(res, indent=2))
+        print(f"wrote {out / 'simulator_policies.json'}")
     return 0
 
 
