@@ -32,8 +32,9 @@ Notes
 -----
 * Recompute preemption and swapping are not decision options of the optimiser (the optimum is
   over non-preemptive schedules). ``fix`` nevertheless pins any simulated schedule without swaps:
-  a request that was preempted is pinned as an extra column with its exact token and KV
-  profile (formulation A's "pattern as a column" idiom). Swaps lengthen a step beyond the slot
+  every request's allocations become a fixed column with its exact token and KV profile
+  (formulation A's "pattern as a column" idiom) and the model's deadline rows decide which
+  requests are met (no metric is read: fix-and-solve compares two computations). Swaps lengthen a step beyond the slot
   grid and raise :class:`~slo_opt.solvers.base.NotRepresentable`.
 * ``must_serve=True`` requires every request to meet its SLO; a horizon too short for that is
   ``INFEASIBLE``. In the default form a too-short horizon just scores those requests 0.
@@ -55,7 +56,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from slo_opt.metrics import request_metrics
 from slo_opt.schedule import AllocTable, EventKind, Schedule, StepTable, compress_allocs
 from slo_opt.solvers.base import (
     Instance,
@@ -298,17 +298,17 @@ class GoodputMILP:
         a_req, a_slot, a_tok, a_pf = [], [], [], []
         first = np.full(n, -1, np.int64)
         fin = np.full(n, -1, np.int64)
+        pinned = model.info.get("pinned", {})
         for i, rq in enumerate(model.info["req"]):
-            if rq is None:
+            if i in pinned:  # a pinned trajectory (fix-and-solve)
+                tr = pinned[i]
+                a_req.append(np.full(tr["slots"].size, i))
+                a_slot.append(tr["slots"])
+                a_tok.append(tr["tokens"])
+                a_pf.append(tr["pf"])
+                first[i], fin[i] = tr["first"], tr["fin"]
                 continue
-            if "pinned" in rq:  # a pinned preempted trajectory (fix-and-solve)
-                if v[rq["pinned"]] >= 1:
-                    s, t, p = rq["traj"]
-                    a_req.append(np.full(s.size, i))
-                    a_slot.append(s)
-                    a_tok.append(t)
-                    a_pf.append(p)
-                    first[i], fin[i] = rq["traj_first"], rq["traj_fin"]
+            if rq is None:
                 continue
             r = rq["r"]
             X = np.concatenate(([0], v[rq["X"]]))
@@ -338,15 +338,23 @@ class GoodputMILP:
     # -------------------------------------------------------------------------------------
     def fix(self, model: LinearModel, schedule: Schedule, inst: Instance, *,
             drop_preempted: bool = False) -> None:
-        """Pin ``schedule`` (a simulated or extracted one) into ``model``.
+        """Pin ``schedule``'s allocations into ``model``; the model decides which requests meet
+        their SLO.
 
-        Requests that miss their SLO under :func:`slo_opt.metrics.request_metrics` are pinned
-        unserved (their allocations only use capacity); met requests are pinned to their exact
-        token paths, or, if they were preempted, to an extra column carrying their exact token
-        and KV profile. Raises :class:`NotRepresentable` for swaps, steps off the slot grid,
-        or a met request outside its model window (a metric/model disagreement).
-        ``drop_preempted=True`` pins preempted requests unserved instead (no extra columns:
-        used for MIP starts).
+        Only the allocations are pinned (which slots and tokens each request gets). Each
+        request's trajectory is replayed from the allocation and preemption tables (no metric
+        is consulted): its exact per-slot token and KV profile is charged to the token and KV
+        rows as a fixed column, and the model's own path variables are tied to the trajectory,
+        ``X_t = P [gen_t >= 1] m`` and ``C_t = max(gen_t - 1, 0) m`` (``gen_t``: output tokens
+        emitted by the end of slot ``t``). ``m`` stays free, so the model's deadline rows
+        (first token by ``lf``, finish by ``u``, TPOT) decide met/unmet; the optimum of the
+        pinned model is then the attainment of the schedule *as the model computes it*, an
+        independent check of :func:`slo_opt.metrics.attainment`.
+
+        ``drop_preempted=True`` (MIP starts: no extra columns, a start for the unpinned model)
+        pins preempted requests unserved and ties the others' path variables the same way,
+        without charging the capacity of requests the model leaves unmet (dropping them only
+        frees capacity). Raises :class:`NotRepresentable` for swaps or steps off the slot grid.
         """
         w, D, T = inst.workload, float(inst.engine.step_s), int(inst.num_slots)
         if schedule.num_requests != inst.n:
@@ -356,114 +364,152 @@ class GoodputMILP:
             raise NotRepresentable("schedules with prefix-cache hits (CACHE_HIT) are outside "
                                    "the slot model")
         if np.any(ev.kind != EventKind.PREEMPT_RECOMPUTE):
-            raise NotRepresentable("schedules with KV swaps are outside the slot model "
-                                   "(a swap lengthens its step beyond one slot)")
-        slot_of = _step_slots(schedule, D)
-        met = request_metrics(schedule, w)["slo_met"]
+            raise NotRepresentable("schedules with KV swaps are outside the slot "
+                                   "model (a swap lengthens its step beyond one slot)")
+        slot_of = _step_slots(schedule, D) if schedule.num_steps else np.zeros(0, np.int64)
         s_exp, r_exp, t_exp = schedule.allocs.expand()
         order = np.lexsort((s_exp, r_exp))
         s_exp, r_exp, t_exp = s_exp[order], r_exp[order], t_exp[order]
         bounds = np.searchsorted(r_exp, np.arange(inst.n + 1))
         preempted = set(ev.request.tolist())
+        A = model.matrix("csc") if not drop_preempted else None
+        cap_row = np.zeros(model.num_rows, bool)
+        cap_row[model.info["tok_rows"]] = True
+        cap_row[model.info["kv_rows"]] = True
+        P_all, O_all = w.prompt_tokens, w.output_tokens
+        b_rows: list[np.ndarray] = []
+        b_cols: list[np.ndarray] = []
+        b_vals: list[np.ndarray] = []
+        t_rows: list[np.ndarray] = []
+        t_cols: list[np.ndarray] = []
+        t_vals: list[np.ndarray] = []
+        n_tie = 0
         dropped = []
+        pinned: dict[int, dict[str, Any]] = {}
         for i, rq in enumerate(model.info["req"]):
             sl = slot_of[s_exp[bounds[i]:bounds[i + 1]]]
             tk = t_exp[bounds[i]:bounds[i + 1]]
-            if not met[i] or (drop_preempted and i in preempted):
+            if drop_preempted and i in preempted:
                 if rq is not None:
                     model.col_ub[rq["m"]] = 0.0
                 continue
-            if sl.size and sl.max() > T - 1:
-                dropped.append(i)  # finishes beyond the horizon: only slots < T are pinned
+            if sl.size == 0:
                 if rq is not None:
                     model.col_ub[rq["m"]] = 0.0
                 continue
+            P, O = int(P_all[i]), int(O_all[i])
+            pre = slot_of[ev.step[ev.request == i]] if i in preempted else np.zeros(0, np.int64)
+            tr = _replay(sl, tk, pre, P, O, T - 1)
+            if sl.max() > T - 1:
+                dropped.append(i)  # only slots < T are charged; the model sees it unfinished
+            if not drop_preempted:
+                # capacity: a fixed column with the exact profile, the request's own variables
+                # taken out of the token and KV rows
+                lo, hi = tr["lo"], min(tr["hi"], T - 1)
+                span = np.arange(lo, hi + 1)
+                v = int(model.add_cols(1, lb=1.0, ub=1.0, integer=True)[0])
+                rr = [model.info["tok_rows"][span], model.info["kv_rows"][span]]
+                vv = [tr["tok"][: span.size], tr["held"][: span.size]]
+                if rq is not None:
+                    assert A is not None
+                    own = np.concatenate([rq["X"], rq["C"], rq["F"], [rq["m"]]]).astype(np.int64)
+                    sub = A[:, own].tocoo()
+                    keep = cap_row[sub.row]
+                    b_rows.append(sub.row[keep])
+                    b_cols.append(own[sub.col[keep]])
+                    b_vals.append(-sub.data[keep])
+                b_rows.extend(rr)
+                b_cols.append(np.full(sum(x.size for x in rr), v))
+                b_vals.extend(vv)
+                pinned[i] = {"v": v, "slots": sl[sl <= T - 1], "tokens": tk[sl <= T - 1],
+                             "pf": tr["pf"][sl <= T - 1], "first": tr["first"],
+                             "fin": tr["fin"] if tr["fin"] <= T - 1 else -1}
             if rq is None:
-                raise NotRepresentable(f"request {i} meets its SLO in the schedule but is not "
-                                       "servable in the model (deadline arithmetic disagrees)")
-            if i in preempted:
-                self._pin_column(model, i, rq, schedule, sl, tk, slot_of, inst)
                 continue
-            P, O = int(w.prompt_tokens[i]), int(w.output_tokens[i])
-            cum = np.cumsum(tk)
-            pf = cum <= P
+            # tie the path variables to the trajectory: X_t - Xp_t m = 0, C_t - Cp_t m = 0
             r, lf, u = rq["r"], rq["lf"], rq["u"]
-            pf_sl, dec_sl = sl[pf], sl[~pf]
-            if (pf_sl.size and (pf_sl.min() < r or pf_sl.max() > lf)) or \
-                    (dec_sl.size and (dec_sl.min() <= r or dec_sl.max() > u)):
-                raise NotRepresentable(f"request {i} meets its SLO but computes outside its model "
-                                       f"window (prefill {pf_sl.tolist()} vs [{r}, {lf}], decode "
-                                       f"{dec_sl.tolist()} vs [{r + 1}, {u}])")
-            Xp = np.zeros(lf - r + 1)
-            np.add.at(Xp, pf_sl - r, tk[pf])
-            Xp = np.cumsum(Xp)
-            model.col_lb[rq["X"]] = Xp
-            model.col_ub[rq["X"]] = Xp
-            if O > 1:
-                Cp = np.zeros(u - r)
-                np.add.at(Cp, dec_sl - r - 1, 1.0)
-                Cp = np.cumsum(Cp)
-                model.col_lb[rq["C"]] = Cp
-                model.col_ub[rq["C"]] = Cp
+            gen = tr["gen_at"]
+            Xp = np.where(gen(np.arange(r, lf + 1)) >= 1, float(P), 0.0)
+            cols_ = [rq["X"]]
+            coef = [Xp]
+            if rq["C"].size:
+                cols_.append(rq["C"])
+                coef.append(np.maximum(gen(np.arange(r + 1, u + 1)) - 1, 0).astype(float))
+            for cv, xv in zip(cols_, coef):
+                k = cv.size
+                t_rows.append(np.repeat(np.arange(n_tie, n_tie + k), 2))
+                t_cols.append(np.stack([cv, np.full(k, rq["m"])], 1).reshape(-1))
+                t_vals.append(np.stack([np.ones(k), -xv], 1).reshape(-1))
+                n_tie += k
+        if b_rows:
+            model.add_entries(np.concatenate(b_rows), np.concatenate(b_cols),
+                              np.concatenate(b_vals))
+        if n_tie:
+            model.add_rows(np.concatenate(t_rows), np.concatenate(t_cols), np.concatenate(t_vals),
+                           0.0, 0.0, n_tie)
+        model.info["pinned"] = pinned
         model.info["fix_dropped"] = dropped
 
-    def _pin_column(self, model: LinearModel, i: int, rq: dict[str, Any], schedule: Schedule,
-                    sl: np.ndarray, tk: np.ndarray, slot_of: np.ndarray, inst: Instance) -> None:
-        """Replace request ``i``'s variables by one column with its pinned trajectory."""
-        P = int(inst.workload.prompt_tokens[i])
-        first_s = int(slot_of[schedule.first_token_step[i]])
-        fin_s = int(slot_of[schedule.finish_step[i]])
-        ok = rq["r"] <= first_s <= rq["lf"] and fin_s <= rq["u"] and fin_s - first_s <= rq["gap"]
-        if not ok:
-            raise NotRepresentable(f"request {i}: pinned trajectory (first slot {first_s}, finish "
-                                   f"{fin_s}) violates the model's deadlines")
-        # KV profile: per slot from the first allocation to the finish slot
-        ev = schedule.events
-        pre = np.sort(slot_of[ev.step[ev.request == i]])
-        lo = int(min(sl.min(), pre.min() if pre.size else sl.min()))
-        span = np.arange(lo, fin_s + 1)
-        tok_slot = np.zeros(span.size)
-        np.add.at(tok_slot, sl - lo, tk)
-        held = np.zeros(span.size)
-        comp = 0.0
-        pre_list = pre.tolist()
-        for k, t in enumerate(span.tolist()):
-            while pre_list and pre_list[0] == t:
-                comp = 0.0
-                pre_list.pop(0)
-            comp += tok_slot[k]
-            held[k] = comp
-        A = model.matrix("csc")
-        col = A[:, rq["m"]]
-        rows_m, vals_m = col.indices, col.data
-        # zero the request's own path, add the pinned column with -(m's coefficients) so that
-        # m = v in every linking row, cancel m's KV entries and add the true profiles
-        for key in ("X", "G", "C", "F"):
-            model.col_ub[rq[key]] = 0.0
-        v = int(model.add_cols(1, lb=1.0, ub=1.0, integer=True)[0])
-        tok_rows, kv_rows = model.info["tok_rows"], model.info["kv_rows"]
-        rr = [rows_m, tok_rows[span], kv_rows[span]]
-        vv = [-vals_m, tok_slot, held]
-        model.add_entries(np.concatenate(rr), np.full(sum(x.size for x in rr), v),
-                          np.concatenate(vv))
-        s_exp = sl
-        pf = np.zeros(s_exp.size, bool)
-        # classify prefill vs decode like the simulator: a decode is 1 token with gen >= 1 and
-        # next_tokens == 1; reconstruct generated/computed along the run
-        comp = gen = 0
-        ev_sl = sorted(slot_of[ev.step[ev.request == i]].tolist())
-        for k, (t, x) in enumerate(zip(sl.tolist(), tk.tolist())):
-            while ev_sl and ev_sl[0] <= t:
-                comp = 0
-                ev_sl.pop(0)
+
+def _replay(sl: np.ndarray, tk: np.ndarray, pre: np.ndarray, P: int, O: int,
+            last_slot: int) -> dict[str, Any]:
+    """Token accounting of one request's pinned trajectory, from its allocations alone.
+
+    ``sl``/``tk``: slots (ascending) and tokens of its allocations; ``pre``: slots of its
+    recompute preemptions (applied at the start of the slot). Returns the per-slot token and
+    KV profile over ``[lo, hi]``, the prefill flag of each allocation (the simulator's rule: a
+    decode is one token with ``gen >= 1`` and one token needed), the first-token and finish
+    slots (-1: none) and ``gen_at(slots)``, output tokens emitted by the end of each slot.
+    An unfinished request keeps its KV up to ``last_slot``.
+    """
+    lo = int(min(sl.min(), pre.min() if pre.size else sl.min()))
+    hi = int(sl.max())
+    if pre.size and int(pre.max()) > hi:
+        hi = int(pre.max())
+    n = hi - lo + 1
+    tok = np.zeros(n)
+    held = np.zeros(n)
+    gen_end = np.zeros(n, np.int64)
+    pf = np.zeros(sl.size, bool)
+    comp = gen = 0
+    first = fin = -1
+    pre_l = sorted(pre.tolist())
+    j = 0
+    for k in range(n):
+        t = lo + k
+        while pre_l and pre_l[0] <= t:
+            comp = 0
+            pre_l.pop(0)
+        while j < sl.size and sl[j] == t:
+            x = int(tk[j])
             need = P + gen - comp
-            pf[k] = not (x == 1 and need == 1 and gen >= 1)
+            pf[j] = not (x == 1 and need == 1 and gen >= 1)
+            tok[k] += x
             comp += x
             if comp == P + gen:
                 gen += 1
-        rq["pinned"] = v
-        rq["traj"] = (sl, tk, pf)
-        rq["traj_first"], rq["traj_fin"] = first_s, fin_s
+                if gen == 1:
+                    first = t
+                if gen == O:
+                    fin = t
+            j += 1
+        held[k] = comp
+        gen_end[k] = gen
+    final = gen
+    if fin < 0 and comp > 0 and last_slot > hi:  # unfinished: its KV stays resident
+        extra = last_slot - hi
+        tok = np.concatenate([tok, np.zeros(extra)])
+        held = np.concatenate([held, np.full(extra, float(comp))])
+        gen_end = np.concatenate([gen_end, np.full(extra, gen, np.int64)])
+        hi, n = last_slot, n + extra
+
+    def gen_at(slots: np.ndarray) -> np.ndarray:
+        idx = slots - lo
+        out = np.where(idx < 0, 0, gen_end[np.clip(idx, 0, n - 1)])
+        return np.where(idx >= n, final, out)
+
+    return {"lo": lo, "hi": hi, "tok": tok, "held": held, "pf": pf, "first": first, "fin": fin,
+            "gen_at": gen_at}
 
 
 def _step_slots(schedule: Schedule, D: float) -> np.ndarray:

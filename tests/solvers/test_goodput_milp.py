@@ -185,3 +185,36 @@ def test_bad_arguments():
                                         kv_block_tokens=4))
     with pytest.raises(ValueError, match="backend"):
         solve(GoodputMILP(), Instance(k.workload, k.engine), backend="gurobi")
+
+
+def _too_strict(real):
+    """A wrong metric: TTFT must be <= 0.6 x its target (the injected fault of issue 12)."""
+    def request_metrics(schedule, workload):
+        m = dict(real(schedule, workload))
+        tight = m["ttft_s"] <= 0.6 * workload.ttft_slo_s
+        m["slo_met"] = m["slo_met"] & tight
+        return m
+    return request_metrics
+
+
+def test_fix_and_solve_catches_a_too_strict_metric(monkeypatch):
+    """Fix-and-solve pins only allocations: the model's deadline rows, not the metric, decide
+    which requests are met, so a metric that is too strict disagrees with the pinned optimum."""
+    import slo_opt.metrics as metrics
+    from slo_opt.solvers import goodput_milp
+
+    w = Workload.from_arrays([0.0, 0.0], [4, 3], [2, 2], ttft_slo_s=[1.0, 2.0],
+                             tpot_slo_s=[1.0, 1.0])
+    e = SlotEngine(step_s=1.0, max_batch_tokens=8, kv_capacity_tokens=64)
+    sched = _simulate("vllm", w, e)
+    inst_ = Instance(w, e)
+    res = solve(GoodputMILP(), inst_, fix=sched, time_limit_s=20)
+    assert res.status == Status.OPTIMAL and res.incumbent == pytest.approx(attainment(sched, w))
+    assert res.incumbent == pytest.approx(1.0)
+    strict = _too_strict(metrics.request_metrics)
+    monkeypatch.setattr(metrics, "request_metrics", strict)
+    monkeypatch.setattr(goodput_milp, "request_metrics", strict, raising=False)
+    res = solve(GoodputMILP(), inst_, fix=sched, time_limit_s=20)
+    assert res.status == Status.OPTIMAL
+    assert attainment(sched, w) < 1.0  # the fault is live
+    assert abs(res.incumbent - attainment(sched, w)) > 0.1
